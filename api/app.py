@@ -1,0 +1,59 @@
+"""The FastAPI application. Nothing is loaded at import time: ``create_app()`` builds the app and
+its lifespan loads (and verifies) the bundle once, before the first request.
+
+Run with ``vecrec serve`` or ``uvicorn api.app:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors, routes
+from api.settings import Settings
+from engine import Recommender, __version__, load_embedder
+
+log = logging.getLogger("vecrec.api")
+
+
+def load_recommender(settings: Settings) -> Recommender:
+    """Open the configured bundle with the configured limits and model."""
+    embedder = (
+        load_embedder(settings.model, threads=settings.embed_threads) if settings.model else None
+    )
+    recommender = Recommender.open(
+        settings.index,
+        embedder=embedder,
+        config=settings.recommender_config(),
+        embed_threads=settings.embed_threads,
+    )
+    if settings.warm_up:
+        recommender.warm_up()
+    return recommender
+
+
+def create_app(settings: Settings | None = None, recommender: Recommender | None = None) -> FastAPI:
+    """The vecrec HTTP app. Give ``recommender`` to serve one already loaded (tests, embedding)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.recommender = recommender or load_recommender(settings)
+        manifest = app.state.recommender.bundle.manifest
+        log.info(
+            "serving %s version %s (%d items)", manifest.name, manifest.version, manifest.item_count
+        )
+        yield
+
+    app = FastAPI(
+        title="vecrec",
+        version=__version__,
+        description="Recommendations, similar items and search by meaning over a FAISS index.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(routes.router)
+    return app

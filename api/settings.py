@@ -1,0 +1,33 @@
+"""Server settings, read from the environment (prefix ``VECREC_``) at the API edge only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine import RecommenderConfig
+
+
+class Settings(BaseSettings):
+    """``VECREC_INDEX=indexes/movielens VECREC_PORT=8000 ...``"""
+
+    model_config = SettingsConfigDict(env_prefix="VECREC_", extra="ignore")
+
+    index: Path = Field(Path("indexes/movielens"), description="bundle or indexes/NAME directory")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_k: int = Field(1000, ge=1, le=100_000, description="largest k a request may ask for")
+    max_history: int = Field(5000, ge=1, description="most history entries per request")
+    max_text_chars: int = Field(10_000, ge=1, description="longest interests/search text")
+    # One torch thread per process: a second thread slows single queries ~20x when cores are
+    # shared with FAISS or other workers (measured 26 ms vs 508 ms).
+    embed_threads: int = Field(1, ge=1)
+    model: str | None = Field(None, description="override the bundle's model spec (a local path)")
+    warm_up: bool = Field(True, description="load the model at start-up, not on the first query")
+
+    def recommender_config(self) -> RecommenderConfig:
+        return RecommenderConfig(
+            max_k=self.max_k, max_history=self.max_history, max_text_chars=self.max_text_chars
+        )

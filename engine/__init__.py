@@ -1,0 +1,63 @@
+"""vecrec engine: load an index bundle and answer recommendation, similarity and search queries.
+
+Public surface (everything else is internal)::
+
+    from engine import Recommender, HistoryEvent, Filter
+    rec = Recommender.open("indexes/movielens")
+    rec.recommend([HistoryEvent("1", 5.0)], interests="space adventure", k=10)
+"""
+
+from engine.bundle import Bundle
+from engine.embedder import (
+    DEFAULT_MODEL,
+    Embedder,
+    HashEmbedder,
+    SentenceTransformerEmbedder,
+    load_embedder,
+)
+from engine.errors import (
+    BundleCorrupt,
+    BundleError,
+    BundleNotFound,
+    CatalogError,
+    EmbedderError,
+    InvalidArgument,
+    NoUsableInput,
+    QueryError,
+    UnknownItem,
+    VecrecError,
+)
+from engine.filters import Filter
+from engine.manifest import Manifest
+from engine.recommender import Recommender, RecommenderConfig, Results, ScoredItem
+from engine.usermodel import HistoryEvent, UserModelConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Bundle",
+    "BundleCorrupt",
+    "BundleError",
+    "BundleNotFound",
+    "CatalogError",
+    "Embedder",
+    "EmbedderError",
+    "Filter",
+    "HashEmbedder",
+    "HistoryEvent",
+    "InvalidArgument",
+    "Manifest",
+    "NoUsableInput",
+    "QueryError",
+    "Recommender",
+    "RecommenderConfig",
+    "Results",
+    "ScoredItem",
+    "SentenceTransformerEmbedder",
+    "UnknownItem",
+    "UserModelConfig",
+    "VecrecError",
+    "__version__",
+    "load_embedder",
+]

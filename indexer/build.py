@@ -1,0 +1,157 @@
+"""Catalogue → embeddings → FAISS index → a new bundle version, written atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine import __version__
+from engine.bundle import BundleContent, new_version_id, write_bundle
+from engine.embedder import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from engine.errors import InvalidArgument
+from engine.manifest import MANIFEST_FILE, IndexInfo, Manifest, ModelInfo
+from indexer.catalog import Catalog, CatalogSpec, load_catalog
+from indexer.faiss_build import build_faiss_index, default_search_params
+from indexer.index_choice import choose_index
+from indexer.interactions import InteractionsSpec, load_interactions, popularity
+
+_BUNDLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Texts per call to the embedder: big enough to keep batches full, small enough for steady
+# progress and bounded memory.
+EMBED_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``vecrec index build`` needs."""
+
+    catalog: CatalogSpec
+    name: str
+    indexes_dir: Path = Path("indexes")
+    model: str = DEFAULT_MODEL
+    factory: str = "auto"
+    batch_size: int = 64
+    interactions: InteractionsSpec | None = None
+    progress: bool = True
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    path: Path
+    manifest: Manifest
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def validate_name(name: str) -> str:
+    if not _BUNDLE_NAME.match(name):
+        raise InvalidArgument(
+            f"index name {name!r} must be 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            field="name",
+        )
+    return name
+
+
+def embed_texts(
+    embedder: Embedder, texts: list[str], *, batch_size: int, progress: bool
+) -> np.ndarray:
+    """``float32 (n, d)`` unit vectors of ``texts``, embedded in chunks with a progress bar."""
+    out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+    with tqdm(total=len(texts), unit="item", desc="embedding", disable=not progress) as bar:
+        for start in range(0, len(texts), EMBED_CHUNK):
+            chunk = texts[start : start + EMBED_CHUNK]
+            out[start : start + len(chunk)] = embedder.embed(chunk, batch_size=batch_size)
+            bar.update(len(chunk))
+    return out
+
+
+def build(config: BuildConfig, embedder: Embedder | None = None) -> BuildReport:
+    """Build a new version of index ``config.name`` and make it current.
+
+    Nothing under ``indexes_dir`` changes unless the whole build succeeds.
+    """
+    validate_name(config.name)
+    if config.batch_size < 1:
+        raise InvalidArgument("batch size must be >= 1", field="batch_size")
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    catalog = load_catalog(config.catalog)
+    interactions = load_interactions(config.interactions) if config.interactions else None
+    seconds["read"] = time.perf_counter() - started
+
+    embedder = embedder or SentenceTransformerEmbedder(config.model, threads=config.threads)
+    mark = time.perf_counter()
+    vectors = embed_texts(
+        embedder, catalog.texts, batch_size=config.batch_size, progress=config.progress
+    )
+    seconds["embed"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    if config.factory == "auto":
+        choice = choose_index(len(catalog), embedder.dimension)
+        factory, chosen_by = choice.factory, "auto"
+    else:
+        factory, chosen_by = config.factory, "user"
+    index = build_faiss_index(vectors, factory)
+    seconds["index"] = time.perf_counter() - mark
+
+    items = catalog.table.copy()
+    if interactions is not None:
+        items["popularity"] = popularity(interactions, catalog.ids)
+    manifest = _manifest(
+        config, catalog, embedder, factory, chosen_by, index, interactions is not None
+    )
+    mark = time.perf_counter()
+    path = write_bundle(
+        config.indexes_dir / config.name,
+        BundleContent(index=index, vectors=vectors, items=items, manifest=manifest),
+    )
+    seconds["write"] = time.perf_counter() - mark
+    seconds["total"] = time.perf_counter() - started
+    written = Manifest.from_json((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    return BuildReport(path=path, manifest=written, seconds=seconds)
+
+
+def _manifest(
+    config: BuildConfig,
+    catalog: Catalog,
+    embedder: Embedder,
+    factory: str,
+    chosen_by: str,
+    index: object,
+    has_popularity: bool,
+) -> Manifest:
+    now = dt.datetime.now(dt.UTC)
+    return Manifest(
+        name=config.name,
+        version=new_version_id(now),
+        created_at=now.isoformat(timespec="seconds"),
+        vecrec_version=__version__,
+        model=ModelInfo(
+            spec=embedder.spec,
+            dimension=embedder.dimension,
+            max_seq_length=embedder.max_seq_length,
+        ),
+        index=IndexInfo(
+            factory=factory, search_params=default_search_params(index), chosen_by=chosen_by
+        ),
+        item_count=len(catalog),
+        text_template=catalog.text_template,
+        metadata_columns=catalog.metadata_columns,
+        list_columns=catalog.list_columns,
+        has_popularity=has_popularity,
+        files={},
+        source={
+            "catalog": str(config.catalog.path),
+            "id_column": config.catalog.id_column,
+            "joins": [f"{j.name}={j.path}:{j.key}:{j.column}" for j in config.catalog.joins],
+            "interactions": str(config.interactions.path) if config.interactions else None,
+        },
+    )
