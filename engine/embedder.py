@@ -27,6 +27,8 @@ from engine.errors import EmbedderError
 # Nothing may be fetched from a model hub; a missing local file must fail fast, not hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Model-loading progress bars would interleave with the CLI's own output.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HASH_PREFIX = "hash:"
@@ -115,7 +117,10 @@ class SentenceTransformerEmbedder:
                 import torch
 
                 torch.set_num_threads(self._threads)
+            import transformers
             from sentence_transformers import SentenceTransformer
+
+            transformers.logging.disable_progress_bar()
 
             try:
                 self._model = SentenceTransformer(str(self._path()), device=self._device)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from engine import __version__
 from engine.bundle import BundleContent, new_version_id, write_bundle
-from engine.embedder import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from engine.embedder import DEFAULT_MODEL, Embedder, load_embedder
 from engine.errors import InvalidArgument
 from engine.manifest import MANIFEST_FILE, IndexInfo, Manifest, ModelInfo
 from indexer.catalog import Catalog, CatalogSpec, load_catalog
@@ -86,7 +86,7 @@ def build(config: BuildConfig, embedder: Embedder | None = None) -> BuildReport:
     interactions = load_interactions(config.interactions) if config.interactions else None
     seconds["read"] = time.perf_counter() - started
 
-    embedder = embedder or SentenceTransformerEmbedder(config.model, threads=config.threads)
+    embedder = embedder or load_embedder(config.model, threads=config.threads)
     mark = time.perf_counter()
     vectors = embed_texts(
         embedder, catalog.texts, batch_size=config.batch_size, progress=config.progress
