@@ -66,7 +66,10 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("service error: %s", exc)
-        return JSONResponse(_body(exc.message, exc.field, type(exc).__name__), status_code=status)
+        detail = exc.message
+        if exc.field and not detail.startswith(exc.field):
+            detail = f"{exc.field}: {detail}"
+        return JSONResponse(_body(detail, exc.field, type(exc).__name__), status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

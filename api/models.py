@@ -18,7 +18,7 @@ class _Strict(BaseModel):
 
 
 class HistoryItem(_Strict):
-    """One thing the user interacted with."""
+    """One thing the user interacted with; a bare id stands for ``{"item_id": id}``."""
 
     item_id: ItemId = Field(description="the item's id in the catalogue")
     weight: float = Field(
@@ -27,6 +27,14 @@ class HistoryItem(_Strict):
     timestamp: float | None = Field(
         None, description="Unix seconds; newer events count more (recency decay)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_id(cls, value: Any) -> Any:
+        # A bare id is shorthand; converting here keeps error paths like history[0].weight.
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return {"item_id": value}
+        return value
 
     def to_event(self) -> HistoryEvent:
         return HistoryEvent(str(self.item_id), self.weight, self.timestamp)
@@ -72,17 +80,14 @@ class _Query(_Strict):
 class RecommendRequest(_Query):
     """A user: what they interacted with and/or what they are interested in."""
 
-    history: list[HistoryItem | ItemId] = Field(
+    history: list[HistoryItem] = Field(
         default_factory=list, description="items with optional weight and time, or bare ids"
     )
     interests: str | None = Field(None, description="free text, e.g. 'space adventure'")
     exclude_seen: bool = Field(True, description="never return items from the history")
 
     def events(self) -> list[HistoryEvent]:
-        return [
-            h.to_event() if isinstance(h, HistoryItem) else HistoryEvent(str(h))
-            for h in self.history
-        ]
+        return [h.to_event() for h in self.history]
 
 
 class SearchRequest(_Query):

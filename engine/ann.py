@@ -129,6 +129,7 @@ class Searcher:
         search_params, keep = search_parameters(self.index, selector, overrides, k)
         scores, found = self.index.search(queries, k, params=search_params)
         del keep, bits  # the search is over: the selector's buffers may go
+        scores[found < 0] = -np.inf  # FAISS pads with -FLT_MAX; one convention for both paths
 
         want = min(k, eligible)
         short = np.flatnonzero((found >= 0).sum(axis=1) < want)

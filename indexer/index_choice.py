@@ -20,7 +20,6 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 64
 # FAISS's k-means wants at least 39 training points per list.
 MIN_POINTS_PER_LIST = 39
-IVF_MIN_NLIST = 16
 IVF_MAX_NLIST = 65_536
 IVF_MIN_NPROBE = 16
 IVF_MAX_NPROBE = 256
@@ -38,9 +37,9 @@ class IndexChoice:
 def ivf_nlist(n_items: int) -> int:
     """Number of IVF lists for ``n_items``: ~4·sqrt(n), a power of two, trainable."""
     target = 4 * math.sqrt(max(n_items, 1))
-    nlist = 2 ** round(math.log2(max(target, 1)))
-    nlist = min(nlist, max(n_items // MIN_POINTS_PER_LIST, 1))
-    return int(min(max(nlist, min(IVF_MIN_NLIST, n_items)), IVF_MAX_NLIST))
+    trainable = max(n_items // MIN_POINTS_PER_LIST, 1)
+    exponent = min(round(math.log2(max(target, 1))), int(math.log2(trainable)))
+    return int(min(2 ** max(exponent, 0), IVF_MAX_NLIST))
 
 
 def ivf_nprobe(nlist: int) -> int:
