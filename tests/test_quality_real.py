@@ -70,17 +70,17 @@ def test_similar_finds_sequels(rec: Recommender, item: str, kin: set[str]) -> No
 def test_dislike_steers_away(rec: Recommender) -> None:
     liked = [HistoryEvent(STAR_WARS_IV, 5.0)]
     plain = rec.recommend(liked, k=20)
-    steered = rec.recommend(liked + [HistoryEvent(TERMINATOR_2, -5.0)], k=20)
+    steered = rec.recommend([*liked, HistoryEvent(TERMINATOR_2, -5.0)], k=20)
     assert TERMINATOR not in steered.ids or steered.ids.index(TERMINATOR) > (
         plain.ids.index(TERMINATOR) if TERMINATOR in plain.ids else -1
     )
     disliked_vec = rec.bundle.vectors[rec.bundle.row_of[TERMINATOR_2]]
-    mean_sim = lambda ids: (
-        sum(
+
+    def mean_sim(ids):
+        return sum(
             float(rec.bundle.vectors[rec.bundle.row_of[i]] @ disliked_vec) for i in ids
-        )
-        / len(ids)
-    )
+        ) / len(ids)
+
     assert mean_sim(steered.ids) < mean_sim(plain.ids)
 
 
