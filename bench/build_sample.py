@@ -40,12 +40,12 @@ def _bare(limit: int | None, out: mp.Queue) -> None:
     out.put({"seconds": seconds, "items": len(texts), "peak_rss_mib": _peak_mib()})
 
 
-def _vecrec(limit: int | None, out: mp.Queue) -> None:
+def _vecrec(limit: int | None, out: mp.Queue, indexes_dir: str | None = None) -> None:
     from indexer.build import build
     from indexer.catalog import load_catalog
     from indexer.sample import sample_config
 
-    config = sample_config(Path(tempfile.mkdtemp(prefix="vecrec-bench-")))
+    config = sample_config(Path(indexes_dir or tempfile.mkdtemp(prefix="vecrec-bench-")))
     config = replace(config, progress=False)
     if limit is not None:
         # A slice of the catalogue, written as a file so the real reader runs on it.
@@ -73,10 +73,10 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(phase, limit: int | None) -> dict:
+def run(phase, limit: int | None, *extra: object) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=phase, args=(limit, queue))
+    proc = ctx.Process(target=phase, args=(limit, queue, *extra))
     proc.start()
     result = queue.get()
     proc.join()
@@ -86,9 +86,12 @@ def run(phase, limit: int | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument(
+        "--indexes-dir", default=None, help="keep the built sample here (default: a temp dir)"
+    )
     args = parser.parse_args()
     bare = run(_bare, args.limit)
-    ours = run(_vecrec, args.limit)
+    ours = run(_vecrec, args.limit, args.indexes_dir)
     print(json.dumps({"bare": bare, "vecrec": ours}, indent=2))
     print(
         f"items {ours['items']}: vecrec build {ours['seconds']:.1f} s, peak RSS "
