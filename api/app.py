@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import faiss
 from fastapi import FastAPI
 
 from api import errors, routes
@@ -21,6 +22,7 @@ log = logging.getLogger("vecrec.api")
 
 def load_recommender(settings: Settings) -> Recommender:
     """Open the configured bundle with the configured limits and model."""
+    faiss.omp_set_num_threads(settings.faiss_threads)
     embedder = (
         load_embedder(settings.model, threads=settings.embed_threads) if settings.model else None
     )

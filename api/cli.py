@@ -27,13 +27,19 @@ _FILTER = re.compile(r"^\s*([^<>=!]+?)\s*(>=|<=|>|<|=)\s*(.*?)\s*$")
 def parse_filter(text: str) -> Filter:
     """``genres=Comedy``, ``genres=Comedy,Drama`` (any), ``popularity>=100``, or a JSON object."""
     if text.lstrip().startswith("{"):
+        # The HTTP API's model validates it: one definition of a filter object.
+        from pydantic import ValidationError
+
+        from api.models import FilterSpec
+
         try:
-            raw = json.loads(text)
-            fields: dict[str, Any] = {k: tuple(v) if k == "any" else v for k, v in raw.items()}
-            return Filter(**fields)
-        except (json.JSONDecodeError, TypeError) as exc:
+            return FilterSpec.model_validate_json(text).to_filter()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "filter"
             raise InvalidArgument(
-                f"--filter {text!r} is not a valid filter object", field="filter"
+                f"--filter {text!r} is not a valid filter object: {where}: {first['msg']}",
+                field="filter",
             ) from exc
     match = _FILTER.match(text)
     if not match:

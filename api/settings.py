@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # One torch thread per process: a second thread slows single queries ~20x when cores are
     # shared with FAISS or other workers (measured 26 ms vs 508 ms).
     embed_threads: int = Field(1, ge=1)
+    # Each request searches one query; OpenMP teams per request would oversubscribe the cores
+    # that uvicorn's thread pool already shares out.
+    faiss_threads: int = Field(1, ge=1)
     model: str | None = Field(None, description="override the bundle's model spec (a local path)")
     warm_up: bool = Field(True, description="load the model at start-up, not on the first query")
 

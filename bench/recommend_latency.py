@@ -40,7 +40,9 @@ def users(n: int, seed: int = 0) -> list[list[dict]]:
     out = []
     for _ in range(n):
         g = groups[rng.integers(len(groups))]
-        take = g.sample(min(len(g), int(rng.integers(5, 31))), random_state=int(rng.integers(1 << 31)))
+        take = g.sample(
+            min(len(g), int(rng.integers(5, 31))), random_state=int(rng.integers(1 << 31))
+        )
         out.append(
             [
                 {"item_id": r.movieId, "weight": float(r.rating), "timestamp": float(r.timestamp)}
@@ -52,7 +54,11 @@ def users(n: int, seed: int = 0) -> list[list[dict]]:
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ms = np.array(samples) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())}
+    return {
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "mean": float(ms.mean()),
+    }
 
 
 def free_port() -> int:
@@ -72,9 +78,19 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "VECREC_INDEX": args.index}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -98,7 +114,11 @@ def main() -> None:
                 start = time.perf_counter()
                 response = client.post(
                     "/recommend",
-                    json={"history": history, "interests": "space adventure with robots", "k": args.k},
+                    json={
+                        "history": history,
+                        "interests": "space adventure with robots",
+                        "k": args.k,
+                    },
                 )
                 interest_times.append(time.perf_counter() - start)
                 assert response.status_code == 200
@@ -107,7 +127,9 @@ def main() -> None:
         server.wait(timeout=30)
 
     rec = Recommender.open(args.index)
-    events = [[HistoryEvent(h["item_id"], h["weight"], h["timestamp"]) for h in u] for u in histories]
+    events = [
+        [HistoryEvent(h["item_id"], h["weight"], h["timestamp"]) for h in u] for u in histories
+    ]
     engine_times = []
     for history in events:
         start = time.perf_counter()
@@ -119,8 +141,11 @@ def main() -> None:
     for history in events:
         rows = [bundle.row_of[e.item_id] for e in history if e.item_id in bundle.row_of]
         q = build_query(
-            np.asarray(bundle.vectors[rows]), [e.weight for e in history if e.item_id in bundle.row_of],
-            [e.timestamp for e in history if e.item_id in bundle.row_of], None, rec.config.user_model,
+            np.asarray(bundle.vectors[rows]),
+            [e.weight for e in history if e.item_id in bundle.row_of],
+            [e.timestamp for e in history if e.item_id in bundle.row_of],
+            None,
+            rec.config.user_model,
         )
         queries.append((q, len(rows)))
     bare_times = []
@@ -129,15 +154,27 @@ def main() -> None:
         bundle.index.search(q[None, :], args.k + seen)
         bare_times.append(time.perf_counter() - start)
 
-    http, engine, bare, interests = map(percentiles, (http_times, engine_times, bare_times, interest_times))
-    print(f"index {bundle.path} ({len(bundle)} items, {bundle.manifest.index.factory}), "
-          f"{args.requests} sequential requests, k={args.k}")
-    for name, figures in (("HTTP /recommend", http), ("HTTP /recommend + interests (200)", interests),
-                          ("engine recommend()", engine), ("bare faiss search", bare)):
-        print(f"  {name:<36} p50 {figures['p50']:7.2f} ms  p99 {figures['p99']:7.2f} ms  "
-              f"mean {figures['mean']:7.2f} ms")
-    print(f"  ratio HTTP/engine p50 {http['p50'] / engine['p50']:.2f}, engine/bare p50 "
-          f"{engine['p50'] / bare['p50']:.2f}, throughput {1000 / http['mean']:.0f} req/s sequential")
+    http, engine, bare, interests = map(
+        percentiles, (http_times, engine_times, bare_times, interest_times)
+    )
+    print(
+        f"index {bundle.path} ({len(bundle)} items, {bundle.manifest.index.factory}), "
+        f"{args.requests} sequential requests, k={args.k}"
+    )
+    for name, figures in (
+        ("HTTP /recommend", http),
+        ("HTTP /recommend + interests (200)", interests),
+        ("engine recommend()", engine),
+        ("bare faiss search", bare),
+    ):
+        print(
+            f"  {name:<36} p50 {figures['p50']:7.2f} ms  p99 {figures['p99']:7.2f} ms  "
+            f"mean {figures['mean']:7.2f} ms"
+        )
+    print(
+        f"  ratio HTTP/engine p50 {http['p50'] / engine['p50']:.2f}, engine/bare p50 "
+        f"{engine['p50'] / bare['p50']:.2f}, throughput {1000 / http['mean']:.0f} req/s sequential"
+    )
 
 
 if __name__ == "__main__":

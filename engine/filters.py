@@ -37,7 +37,24 @@ class Filter:
     lte: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.field, str) or not self.field:
+            raise InvalidArgument("filter field must be a non-empty string", field="filters")
+        values = [self.eq] if self.eq is not None else list(self.any or ())
+        if self.any is not None and not isinstance(self.any, tuple):
+            raise InvalidArgument(f"filter on {self.field!r}: any must be a list", field="filters")
+        if any(not isinstance(v, (str, int, float, bool)) for v in values):
+            raise InvalidArgument(
+                f"filter on {self.field!r}: values must be strings, numbers or booleans",
+                field="filters",
+            )
         bounds = (self.gt, self.gte, self.lt, self.lte)
+        if any(
+            b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)))
+            for b in bounds
+        ):
+            raise InvalidArgument(
+                f"filter on {self.field!r}: range bounds must be numbers", field="filters"
+            )
         kinds = (self.eq is not None) + (self.any is not None) + any(b is not None for b in bounds)
         if kinds != 1:
             raise InvalidArgument(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from engine.bundle import RESERVED_COLUMNS
@@ -114,6 +115,8 @@ def template_fields(template: str) -> list[str]:
 def _render_value(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, np.ndarray):  # Parquet list cells arrive as arrays
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value if v is not None and str(v).strip())
     if isinstance(value, float):
@@ -147,6 +150,8 @@ def default_template(columns: Sequence[str]) -> str:
 def _split_list(value: Any, sep: str) -> list[str]:
     if value is None or (isinstance(value, float) and value != value):
         return []
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return [str(v).strip() for v in value if str(v).strip()]
     return [part.strip() for part in str(value).split(sep) if part.strip()]

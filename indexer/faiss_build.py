@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import faiss
@@ -12,13 +13,20 @@ from indexer.index_choice import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, ivf_nprob
 
 # Enough points to place centroids well; FAISS warns (and wastes time) beyond 256 per list.
 MAX_TRAINING_POINTS_PER_LIST = 256
+_HNSW_LINKS = re.compile(r"HNSW(\d*)")
+
+
+def _innermost(index: Any) -> Any:
+    """The index under any pre-transforms (PCA, OPQ...), downcast to its concrete type."""
+    inner = faiss.downcast_index(index)
+    while isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    return inner
 
 
 def default_search_params(index: Any) -> dict[str, int]:
     """Search parameters to record in the manifest for an index built from any factory string."""
-    inner = faiss.downcast_index(index)
-    while isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
+    inner = _innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         return {"efSearch": HNSW_EF_SEARCH}
     if isinstance(inner, faiss.IndexIVF):
@@ -29,6 +37,10 @@ def default_search_params(index: Any) -> dict[str, int]:
 def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) -> Any:
     """Train (if needed) and fill an index from ``float32 (n, d)`` unit ``vectors``."""
     n, d = vectors.shape
+    for links in _HNSW_LINKS.findall(factory):
+        # FAISS accepts HNSW0/HNSW1 and then aborts the process inside add().
+        if links and int(links) < 2:
+            raise InvalidArgument(f"factory {factory!r}: HNSW needs M >= 2 links", field="factory")
     try:
         index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
@@ -36,7 +48,7 @@ def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) ->
         raise InvalidArgument(
             f"FAISS factory string {factory!r} is not valid: {message}", field="factory"
         ) from exc
-    inner = faiss.downcast_index(index)
+    inner = _innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     if not index.is_trained:
@@ -56,7 +68,13 @@ def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) ->
                 f"cannot train {factory!r} on {n} items: {str(exc).strip().splitlines()[-1]}",
                 field="factory",
             ) from exc
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    try:
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    except RuntimeError as exc:
+        raise InvalidArgument(
+            f"factory {factory!r} cannot index the vectors: {str(exc).strip().splitlines()[-1]}",
+            field="factory",
+        ) from exc
     for key, value in default_search_params(index).items():
         _apply(index, key, value)
     return index
@@ -71,9 +89,7 @@ def _has_ivf(index: Any) -> bool:
 
 
 def _apply(index: Any, key: str, value: int) -> None:
-    inner = faiss.downcast_index(index)
-    while isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
+    inner = _innermost(index)
     if key == "efSearch" and isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efSearch = value
     elif key == "nprobe" and isinstance(inner, faiss.IndexIVF):

@@ -153,11 +153,6 @@ def test_missing_year_in_csv_renders_other_years_without_decimal_part(tmp_path: 
     assert catalog.texts == ["Toy (1995)", "Heat"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="indexer/catalog.py _render_value/_split_list handle list/tuple but not numpy arrays, "
-    "which pandas returns for Parquet list<string> cells: texts read \"['A' 'B']\"",
-)
 def test_parquet_native_list_column_renders_like_jsonl_list(tmp_path: Path) -> None:
     rows = [
         {"id": "1", "title": "Toy", "genres": ["Animation", "Children"]},

@@ -127,7 +127,9 @@ class Built:
         return target
 
 
-def build_args(catalogue: Path, interactions: Path | None, *extra: str, name: str = NAME) -> list[str]:
+def build_args(
+    catalogue: Path, interactions: Path | None, *extra: str, name: str = NAME
+) -> list[str]:
     args = [
         "index",
         "build",
@@ -163,16 +165,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     indexes_dir = work / "indexes"
     result = vecrec(indexes_dir, *build_args(catalogue, interactions))
     stdout = ok(result)
-    items = {
-        row["id"]: {**row, "genres": row["genres"].split("|")} for row in rows
-    }
+    items = {row["id"]: {**row, "genres": row["genres"].split("|")} for row in rows}
     return Built(indexes_dir, catalogue, interactions, items, popularity, stdout)
 
 
 def composed_text(item: dict[str, Any]) -> str:
-    return TEMPLATE.format(
-        title=item["title"], genres=", ".join(item["genres"]), year=item["year"]
-    )
+    return TEMPLATE.format(title=item["title"], genres=", ".join(item["genres"]), year=item["year"])
 
 
 def version_dirs(root: Path) -> list[str]:
@@ -281,11 +279,16 @@ FILTER_CASES: list[tuple[list[str], Callable[[dict[str, Any]], bool]]] = [
     (['{"field": "genres", "any": ["B", "C"]}'], lambda it: bool({"B", "C"} & set(_genres(it)))),
     (['{"field": "year", "lt": 1990}'], lambda it: it["year"] < 1990),
     (["genres=A", "year<1990"], lambda it: "A" in _genres(it) and it["year"] < 1990),
-    (["genres=C,B", "year>2020"], lambda it: bool({"B", "C"} & set(_genres(it))) and it["year"] > 2020),
+    (
+        ["genres=C,B", "year>2020"],
+        lambda it: bool({"B", "C"} & set(_genres(it))) and it["year"] > 2020,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("filters", "keep"), FILTER_CASES, ids=[" & ".join(f) for f, _ in FILTER_CASES])
+@pytest.mark.parametrize(
+    ("filters", "keep"), FILTER_CASES, ids=[" & ".join(f) for f, _ in FILTER_CASES]
+)
 def test_recommend_filters(
     built: Built, filters: list[str], keep: Callable[[dict[str, Any]], bool]
 ) -> None:
@@ -457,12 +460,6 @@ def test_k_zero_is_an_argparse_error(built: Built) -> None:
     one_line_error(result, *needles, prefix="vecrec recommend: error:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/cli.py parse_filter passes JSON values to Filter unchecked; a non-string 'field' "
-    "(TypeError: unhashable list in engine/filters.py FilterIndex.mask) or a non-scalar 'any' value "
-    "(TypeError in _condition_mask's np.array) escapes as a traceback",
-)
 @pytest.mark.parametrize(
     "text", ['{"field": ["year"], "eq": 1}', '{"field": "year", "any": [{"a": 1}]}']
 )
@@ -471,11 +468,6 @@ def test_json_filter_with_wrong_types_is_one_line_error(built: Built, text: str)
     one_line_error(result, "filter")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="indexer/faiss_build.py build_faiss_index: FAISS accepts 'HNSW0' and then aborts the "
-    "process (C++ assertion in HNSW.cpp during index.add, SIGABRT) instead of an InvalidArgument",
-)
 def test_hnsw_with_zero_links_is_one_line_error(built: Built, tmp_path: Path) -> None:
     result = vecrec(tmp_path / "indexes", *build_args(built.catalogue, None, "--factory", "HNSW0"))
     one_line_error(result, "HNSW0")

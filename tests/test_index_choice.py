@@ -194,12 +194,6 @@ def test_hnsw_records_and_applies_ef_search(factory: str) -> None:
         assert rows[:, 0].tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="indexer/faiss_build.py build_faiss_index sets efConstruction only when the outermost "
-    "index is IndexHNSW (no IndexPreTransform unwrapping, unlike default_search_params/_apply), "
-    "so PCA8,HNSW8 is built with FAISS's default efConstruction 40",
-)
 def test_hnsw_behind_a_pretransform_gets_ef_construction() -> None:
     index = build_faiss_index(unit_vectors(300), "PCA8,HNSW8")
     assert inner_index(index).hnsw.efConstruction == HNSW_EF_CONSTRUCTION
@@ -225,11 +219,6 @@ def test_build_is_deterministic_for_a_seed() -> None:
     np.testing.assert_array_equal(a[1], b[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="indexer/faiss_build.py build_faiss_index: index.add() is not guarded, so a factory "
-    "FAISS accepts but that cannot add without ids (IDMap,Flat) raises a bare RuntimeError",
-)
 def test_factory_that_cannot_add_is_invalid_argument() -> None:
     with pytest.raises(InvalidArgument) as info:
         build_faiss_index(unit_vectors(50), "IDMap,Flat")
