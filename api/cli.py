@@ -149,10 +149,10 @@ def describe_manifest(manifest: Manifest, path: Path) -> str:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    from engine.interactions import InteractionsSpec
     from engine.tables import TableFormat
     from indexer.build import BuildConfig, build
     from indexer.catalog import CatalogSpec, JoinSpec
-    from indexer.interactions import InteractionsSpec
 
     table_format = TableFormat(args.format, args.delimiter, args.encoding)
     list_columns = {}

@@ -15,11 +15,11 @@ from engine import __version__
 from engine.bundle import BundleContent, new_version_id, write_bundle
 from engine.embedder import DEFAULT_MODEL, Embedder, load_embedder
 from engine.errors import InvalidArgument
+from engine.interactions import InteractionsSpec, load_interactions, popularity
 from engine.manifest import MANIFEST_FILE, IndexInfo, Manifest, ModelInfo
 from indexer.catalog import Catalog, CatalogSpec, load_catalog
 from indexer.faiss_build import build_faiss_index, default_search_params
 from indexer.index_choice import choose_index
-from indexer.interactions import InteractionsSpec, load_interactions, popularity
 
 _BUNDLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Texts per call to the embedder: big enough to keep batches full, small enough for steady

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.interactions import InteractionsSpec
 from indexer.build import BuildConfig
 from indexer.catalog import CatalogSpec, JoinSpec
-from indexer.interactions import InteractionsSpec
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples" / "movielens"
 SAMPLE_NAME = "movielens"
