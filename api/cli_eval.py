@@ -1,0 +1,285 @@
+"""``vecrec eval recommend`` and ``vecrec eval search``: offline evaluation from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from api.cli_common import (
+    add_catalog_options,
+    add_interactions_options,
+    catalog_spec,
+    interactions_spec,
+    positive_int,
+    print_json,
+    resolve_index,
+)
+from engine import InvalidArgument, Recommender
+from engine.evaluation.ann import AnnQuality, ann_quality
+from engine.evaluation.runner import EvalReport
+
+if TYPE_CHECKING:
+    from engine.evaluation import Method
+
+METHODS = ("random", "popular", "item-knn", "content")
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from exc
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError("K values must be positive integers")
+    return ks
+
+
+def _holdout(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+
+
+def _recommender_for(args: argparse.Namespace, catalog: str | None) -> Recommender:
+    """The bundle to evaluate: ``--index``, or one built now from the catalogue (in a temp dir)."""
+    if args.index:
+        return Recommender.open(resolve_index(args.index, Path(args.indexes_dir)))
+    if not catalog:
+        raise InvalidArgument("give --catalog (to build an index) or --index", field="catalog")
+    from indexer.build import BuildConfig, build
+
+    target = Path(tempfile.mkdtemp(prefix="vecrec-eval-"))
+    print(
+        f"building an index of {catalog} in {target} (pass --index to reuse one)", file=sys.stderr
+    )
+    report = build(
+        BuildConfig(
+            catalog=catalog_spec(args, catalog),
+            name="eval",
+            indexes_dir=target,
+            model=args.model,
+            factory=args.factory,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            threads=args.threads,
+        )
+    )
+    return Recommender.open(report.path)
+
+
+def cmd_eval_recommend(args: argparse.Namespace) -> int:
+    from engine.evaluation import (
+        EngineMethod,
+        EvalConfig,
+        ItemKNNMethod,
+        PopularMethod,
+        RandomMethod,
+        SplitConfig,
+        evaluate_recommenders,
+    )
+    from engine.interactions import load_interactions
+
+    methods_wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods_wanted) - set(METHODS))
+    if unknown:
+        raise InvalidArgument(
+            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}", field="methods"
+        )
+    spec = interactions_spec(args)
+    assert spec is not None  # --interactions is required
+    interactions = load_interactions(spec)
+    recommender = _recommender_for(args, args.catalog)
+    catalogue = [str(i) for i in recommender.bundle.ids]
+    factories: dict[str, Callable[[], Method]] = {
+        "random": lambda: RandomMethod(catalogue, seed=args.seed),
+        "popular": lambda: PopularMethod(catalogue),
+        "item-knn": lambda: ItemKNNMethod(
+            catalogue, neighbours=args.knn_neighbours or None, positive_threshold=args.threshold
+        ),
+        "content": lambda: EngineMethod(recommender, "content"),
+    }
+    config = EvalConfig(
+        ks=args.ks,
+        threshold=args.threshold,
+        split=SplitConfig(
+            method=args.split, holdout=args.holdout, min_history=args.min_history, seed=args.seed
+        ),
+        validation=args.validation,
+    )
+    report = evaluate_recommenders(
+        interactions,
+        [factories[m]() for m in methods_wanted],
+        config,
+        catalogue=catalogue,
+        vectors=recommender.bundle.vectors,
+        row_of=recommender.bundle.row_of,
+    )
+    quality = ann_quality(recommender.searcher, k=10)
+    if args.report:
+        from api.report import write_recommend_report
+
+        written = write_recommend_report(Path(args.report), report, recommender, quality)
+        print(f"report written to {written}", file=sys.stderr)
+    if args.json:
+        print_json(
+            {
+                "split": report.split,
+                "users": report.users,
+                "train_interactions": report.train_interactions,
+                "test_interactions": report.test_interactions,
+                "dropped_interactions": report.dropped_interactions,
+                "results": {r.name: {**r.metrics, "seconds": r.seconds} for r in report.results},
+                "ann": _ann_json(quality),
+                "index": str(recommender.bundle.path),
+            }
+        )
+    else:
+        print(format_recommend_report(report, quality))
+    return 0
+
+
+def _ann_json(quality: AnnQuality) -> dict[str, Any]:
+    return {
+        "recall_at_10": quality.recall,
+        "ms_per_query": quality.ms_per_query,
+        "params": quality.params,
+    }
+
+
+def format_recommend_report(report: EvalReport, quality: AnnQuality) -> str:
+    """A terminal table: one row per method, accuracy columns at each K, then list metrics."""
+    lines = [
+        report.split,
+        f"{report.users} users with relevant held-out items; {report.train_interactions} training "
+        f"and {report.test_interactions} relevant test interactions; "
+        f"{report.dropped_interactions} interactions outside the catalogue dropped",
+    ]
+    table = report.table()
+    order = [f"{m}@{k}" for m in ("NDCG", "Recall", "HitRate") for k in report.ks] + ["MRR"]
+    order += [f"{m}@{k}" for m in ("Coverage", "Diversity", "Novelty") for k in report.ks]
+    columns = [c for c in order if c in table.columns]
+    width = max(len(r.name) for r in report.results) + 2
+    lines.append(" " * width + " ".join(f"{c:>12}" for c in columns) + f" {'seconds':>9}")
+    seconds = {r.name: r.seconds for r in report.results}
+    for name, row in table.iterrows():
+        cells = " ".join(f"{row[c]:>12.4f}" for c in columns)
+        lines.append(f"{name!s:<{width}}{cells} {seconds[str(name)]:>9.1f}")
+    lines.append(
+        f"index ANN recall@10 vs exact: {quality.recall:.3f} "
+        f"({quality.ms_per_query:.2f} ms/query, params {quality.params or 'exact'})"
+    )
+    return "\n".join(lines)
+
+
+def cmd_eval_search(args: argparse.Namespace) -> int:
+    from engine.evaluation.beir import evaluate_search, load_qrels, load_queries
+
+    queries = load_queries(Path(args.queries))
+    qrels = load_qrels(Path(args.qrels))
+    recommender = _recommender_for(args, args.corpus)
+    report = evaluate_search(recommender, queries, qrels, k=args.k)
+    quality = ann_quality(recommender.searcher, k=10)
+    if args.report:
+        from api.report import write_search_report
+
+        written = write_search_report(Path(args.report), report, recommender, quality)
+        print(f"report written to {written}", file=sys.stderr)
+    if args.json:
+        print_json(
+            {
+                "metrics": report.metrics,
+                "queries": report.queries,
+                "ms_per_query": 1000 * report.seconds_per_query,
+                "ann": _ann_json(quality),
+                "index": str(recommender.bundle.path),
+            }
+        )
+    else:
+        metrics = "  ".join(f"{name} {value:.4f}" for name, value in report.metrics.items())
+        print(
+            f"{report.queries} queries: {metrics}  ({1000 * report.seconds_per_query:.1f} ms/query)"
+        )
+        print(f"index ANN recall@10 vs exact: {quality.recall:.3f}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the ``eval`` command group to the top-level subparsers."""
+    from api.cli_common import Parser
+
+    ev = sub.add_parser("eval", help="offline evaluation against baselines")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True, parser_class=Parser)
+
+    r = ev_sub.add_parser("recommend", help="recommendation quality on an interactions log")
+    r.add_argument("--catalog", default=None, help="catalogue to index and evaluate (or --index)")
+    r.add_argument(
+        "--index", default=None, help="evaluate an existing bundle instead of building one"
+    )
+    add_catalog_options(r)
+    add_interactions_options(r, required=True)
+    r.add_argument("--split", choices=["temporal", "leave-one-out"], default="temporal")
+    r.add_argument(
+        "--holdout",
+        type=_holdout,
+        default=0.2,
+        help="fraction (< 1) or count of each user's last interactions held out (default 0.2)",
+    )
+    r.add_argument(
+        "--min-history",
+        type=positive_int,
+        default=1,
+        help="skip users with fewer training interactions",
+    )
+    r.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="held-out interactions count as hits only at or above this rating (e.g. 4)",
+    )
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--ks",
+        type=_ks,
+        default=(10, 20, 100),
+        help="cut-offs, comma-separated (default 10,20,100)",
+    )
+    r.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
+    )
+    r.add_argument(
+        "--knn-neighbours", type=int, default=100, help="item-kNN neighbours per item (0: all)"
+    )
+    r.add_argument(
+        "--validation",
+        action="store_true",
+        help="score on the validation split (carved from training) instead of the test split",
+    )
+    _output_options(r)
+    r.set_defaults(func=cmd_eval_recommend)
+
+    s = ev_sub.add_parser("search", help="text-search quality on a BEIR collection")
+    s.add_argument("--corpus", default=None, help="BEIR corpus.jsonl (or --index)")
+    s.add_argument("--queries", required=True, help="BEIR queries.jsonl")
+    s.add_argument("--qrels", required=True, help="BEIR qrels TSV, e.g. qrels/test.tsv")
+    s.add_argument("--index", default=None, help="evaluate an existing bundle of the corpus")
+    s.add_argument("-k", type=positive_int, default=100, help="results per query (Recall@k)")
+    add_catalog_options(s)
+    _output_options(s)
+    # BEIR's corpus layout; title and text joined by a space as BEIR and MTEB embed them.
+    s.set_defaults(func=cmd_eval_search, id_column="_id", text="{title} {text}", metadata="title")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--factory", default="auto", help="FAISS factory for the index built here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--report", default=None, metavar="DIR", help="write report.md and PNG plots to DIR"
+    )
