@@ -23,10 +23,18 @@ class TableFormat:
     encoding: str = "utf-8"
 
 
+def _known_suffix(path: Path) -> bool:
+    try:
+        infer_format(path)
+    except CatalogError:
+        return False
+    return True
+
+
 def infer_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in _COMPRESSION_SUFFIXES]
     suffix = suffixes[-1] if suffixes else ""
-    if suffix in (".csv", ".tsv", ".txt", ".dat"):
+    if suffix in (".csv", ".tsv", ".psv", ".txt", ".dat"):
         return "csv"
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
@@ -45,7 +53,10 @@ def read_table(
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"cannot read {path}: no such file", field="path")
-    kind = fmt.format or infer_format(path)
+    # A delimiter given for a file with an unusual suffix says it is delimited text.
+    kind = fmt.format or (
+        "csv" if fmt.delimiter and not _known_suffix(path) else infer_format(path)
+    )
     if kind not in FORMATS:
         raise CatalogError(
             f"unknown format {kind!r} (use one of {', '.join(FORMATS)})", field="format"
