@@ -20,6 +20,7 @@ from api.cli_common import (
 )
 from engine import InvalidArgument, Recommender
 from engine.evaluation.ann import AnnQuality, ann_quality
+from engine.evaluation.beir import SearchReport
 from engine.evaluation.runner import EvalReport
 
 if TYPE_CHECKING:
@@ -121,12 +122,7 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
         vectors=recommender.bundle.vectors,
         row_of=recommender.bundle.row_of,
     )
-    quality = ann_quality(recommender.searcher, k=10)
-    if args.report:
-        from api.report import write_recommend_report
-
-        written = write_recommend_report(Path(args.report), report, recommender, quality)
-        print(f"report written to {written}", file=sys.stderr)
+    quality = _finish(args, recommender, report)
     if args.json:
         print_json(
             {
@@ -143,6 +139,19 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
     else:
         print(format_recommend_report(report, quality))
     return 0
+
+
+def _finish(
+    args: argparse.Namespace, recommender: Recommender, report: EvalReport | SearchReport
+) -> AnnQuality:
+    """Measure the index's ANN recall and write the --report directory when asked."""
+    quality = ann_quality(recommender.searcher, k=10)
+    if args.report:
+        from api.report import write_report
+
+        written = write_report(Path(args.report), report, recommender, quality)
+        print(f"report written to {written}", file=sys.stderr)
+    return quality
 
 
 def _ann_json(quality: AnnQuality) -> dict[str, Any]:
@@ -185,12 +194,7 @@ def cmd_eval_search(args: argparse.Namespace) -> int:
     qrels = load_qrels(Path(args.qrels))
     recommender = _recommender_for(args, args.corpus)
     report = evaluate_search(recommender, queries, qrels, k=args.k)
-    quality = ann_quality(recommender.searcher, k=10)
-    if args.report:
-        from api.report import write_search_report
-
-        written = write_search_report(Path(args.report), report, recommender, quality)
-        print(f"report written to {written}", file=sys.stderr)
+    quality = _finish(args, recommender, report)
     if args.json:
         print_json(
             {

@@ -118,24 +118,20 @@ def _ann_lines(curves: dict[str, list[AnnQuality]]) -> list[str]:
     return lines
 
 
-def write_recommend_report(
-    directory: Path, report: EvalReport, recommender: Recommender, quality: AnnQuality
-) -> Path:
-    """Write ``report.md``, ``metrics_at_k.png`` and ``ann_recall_latency.png`` to ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    curves = ann_curves(recommender)
+def _recommend_lines(directory: Path, report: EvalReport, recommender: Recommender) -> list[str]:
     _plot_metrics(directory / "metrics_at_k.png", report)
-    _plot_ann(directory / "ann_recall_latency.png", curves)
     rows = {r.name: r.metrics for r in report.results}
     accuracy = [f"{m}@{k}" for m in ACCURACY for k in report.ks] + ["MRR"]
     lists = [f"{m}@{k}" for m in ("Coverage", "Diversity", "Novelty") for k in report.ks]
-    lines = [
+    bundle = recommender.bundle
+    return [
         "# Recommendation evaluation",
         "",
-        f"- index: `{recommender.bundle.path}` ({len(recommender.bundle)} items, {recommender.bundle.manifest.index.factory})",
+        f"- index: `{bundle.path}` ({len(bundle)} items, {bundle.manifest.index.factory})",
         f"- {report.split}",
-        f"- users evaluated: {report.users}; training interactions {report.train_interactions}; relevant held-out interactions {report.test_interactions}; interactions outside the catalogue dropped: {report.dropped_interactions}",
-        f"- written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
+        f"- users evaluated: {report.users}; training interactions {report.train_interactions}; "
+        f"relevant held-out interactions {report.test_interactions}; interactions outside the "
+        f"catalogue dropped: {report.dropped_interactions}",
         "",
         "## Accuracy",
         "",
@@ -150,37 +146,38 @@ def write_recommend_report(
         "## Time (fit + all users' lists)",
         "",
         *[f"- {r.name}: {r.seconds:.1f} s" for r in report.results],
-        "",
-        "## ANN quality",
-        "",
-        f"The bundle's index: recall@10 {quality.recall:.3f} against exact search.",
-        "",
-        *_ann_lines(curves),
-        "",
-        "![ANN recall against latency](ann_recall_latency.png)",
-        "",
     ]
-    path = directory / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
-def write_search_report(
-    directory: Path, report: SearchReport, recommender: Recommender, quality: AnnQuality
-) -> Path:
-    """Write ``report.md`` and ``ann_recall_latency.png`` for a text-search evaluation."""
-    directory.mkdir(parents=True, exist_ok=True)
-    curves = ann_curves(recommender)
-    _plot_ann(directory / "ann_recall_latency.png", curves)
-    lines = [
+def _search_lines(report: SearchReport, recommender: Recommender) -> list[str]:
+    bundle = recommender.bundle
+    return [
         "# Search evaluation",
         "",
-        f"- index: `{recommender.bundle.path}` ({len(recommender.bundle)} documents, model {recommender.bundle.manifest.model.spec})",
+        f"- index: `{bundle.path}` ({len(bundle)} documents, model {bundle.manifest.model.spec})",
         f"- queries: {report.queries}; {1000 * report.seconds_per_query:.1f} ms per query",
         "",
         "| metric | value |",
         "|---|---|",
         *[f"| {name} | {value:.4f} |" for name, value in report.metrics.items()],
+    ]
+
+
+def write_report(
+    directory: Path,
+    report: EvalReport | SearchReport,
+    recommender: Recommender,
+    quality: AnnQuality,
+) -> Path:
+    """Write ``report.md`` and its PNG plots to ``directory``; return the Markdown file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(report, EvalReport):
+        lines = _recommend_lines(directory, report, recommender)
+    else:
+        lines = _search_lines(report, recommender)
+    curves = ann_curves(recommender)
+    _plot_ann(directory / "ann_recall_latency.png", curves)
+    lines += [
         "",
         "## ANN quality",
         "",
@@ -189,6 +186,8 @@ def write_search_report(
         *_ann_lines(curves),
         "",
         "![ANN recall against latency](ann_recall_latency.png)",
+        "",
+        f"Written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}.",
         "",
     ]
     path = directory / "report.md"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import faiss
@@ -41,13 +43,8 @@ def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) ->
         # FAISS accepts HNSW0/HNSW1 and then aborts the process inside add().
         if links and int(links) < 2:
             raise InvalidArgument(f"factory {factory!r}: HNSW needs M >= 2 links", field="factory")
-    try:
+    with _factory_errors(f"FAISS factory string {factory!r} is not valid"):
         index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "rejected"
-        raise InvalidArgument(
-            f"FAISS factory string {factory!r} is not valid: {message}", field="factory"
-        ) from exc
     inner = _innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -61,23 +58,25 @@ def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) ->
             )
         rng = np.random.default_rng(seed)
         sample = vectors if n <= cap else vectors[np.sort(rng.choice(n, cap, replace=False))]
-        try:
+        with _factory_errors(f"cannot train {factory!r} on {n} items"):
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        except RuntimeError as exc:
-            raise InvalidArgument(
-                f"cannot train {factory!r} on {n} items: {str(exc).strip().splitlines()[-1]}",
-                field="factory",
-            ) from exc
-    try:
+    with _factory_errors(f"factory {factory!r} cannot index the vectors"):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    except RuntimeError as exc:
-        raise InvalidArgument(
-            f"factory {factory!r} cannot index the vectors: {str(exc).strip().splitlines()[-1]}",
-            field="factory",
-        ) from exc
     for key, value in default_search_params(index).items():
         _apply(index, key, value)
     return index
+
+
+@contextmanager
+def _factory_errors(what: str) -> Iterator[None]:
+    """FAISS's C++ exceptions (RuntimeError) → one-line InvalidArgument on the factory."""
+    try:
+        yield
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise InvalidArgument(
+            f"{what}: {lines[-1] if lines else 'rejected'}", field="factory"
+        ) from exc
 
 
 def _has_ivf(index: Any) -> bool:
