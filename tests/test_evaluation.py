@@ -50,7 +50,8 @@ def items_of(frame: pd.DataFrame, user: str) -> set[str]:
 def history(items: Sequence[str], weights: Sequence[float] | None = None) -> pd.DataFrame:
     weights = weights if weights is not None else [5.0] * len(items)
     return interactions(
-        ("someone", item, w, float(t)) for t, (item, w) in enumerate(zip(items, weights))
+        ("someone", item, w, float(t))
+        for t, (item, w) in enumerate(zip(items, weights, strict=True))
     )
 
 
@@ -167,7 +168,11 @@ def test_diversity_of_three_items_and_missing_options() -> None:
     vectors = np.stack([e[0], e[1], e[0]])
     row_of = {"a": 0, "b": 1, "c": 2}
     out = ranking_metrics(
-        {"u": ["a", "b", "c"]}, {"u": {"a"}}, [3], catalogue=["a", "b", "c"], vectors=vectors,
+        {"u": ["a", "b", "c"]},
+        {"u": {"a"}},
+        [3],
+        catalogue=["a", "b", "c"],
+        vectors=vectors,
         row_of=row_of,
     )
     # Pair similarities: a·b = 0, a·c = 1, b·c = 0 → mean 1/3 → distance 1 - 1/3.
@@ -269,11 +274,6 @@ def test_test_rows_already_seen_in_training_are_dropped() -> None:
     assert split.test["item"].tolist() == ["z"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="splits.py keeps a user in train after the seen-item rule empties their test rows, "
-    "though its docstring says a user is kept only with one test interaction",
-)
 def test_user_left_without_test_rows_is_not_kept() -> None:
     # c: x@1 y@2 x@3, leave-one-out → test x@3, but x is in training → c has no test row left.
     rows = [("c", "x", 5.0, 1.0), ("c", "y", 5.0, 2.0), ("c", "x", 5.0, 3.0)]
@@ -514,7 +514,8 @@ def test_runner_threshold_filters_relevant_items() -> None:
     # t0..t7 train; t8 (weight 5) and t9 (weight 1) held out. The method ranks t9 before t8.
     rows: list[Row] = [("u", f"t{t}", 5.0, float(t)) for t in range(8)]
     rows += [("u", "t8", 5.0, 8.0), ("u", "t9", 1.0, 9.0)]
-    rows += [("w", f"t{t}", 5.0, float(t)) for t in range(3)]  # w's held-out t2 is a 5: fine
+    # w's held-out t2 weighs exactly the threshold: relevant (weight >= threshold).
+    rows += [("w", "t0", 5.0, 0.0), ("w", "t1", 5.0, 1.0), ("w", "t2", 4.0, 2.0)]
     catalogue = [f"t{t}" for t in range(12)]
     fixed = FixedMethod({"u": ["t9", "t8", "t10"], "w": ["t10", "t11", "t9"]})
     split = SplitConfig("temporal", holdout=0.2)  # u: 2 held out; w: max(1, round(0.6)) = 1
@@ -594,7 +595,7 @@ def test_engine_method_in_the_runner(hash_rec: Recommender) -> None:
 
 
 def test_search_metrics_graded_by_hand() -> None:
-    judged = {"a": 2, "b": 1}
+    judged = {"b": 1, "a": 2}  # lower grade first: the ideal ranking must sort the gains
     m = search_metrics(["x", "a", "b"], judged)
     # DCG = 2/log2(3) + 1/log2(4); IDCG = 2/log2(2) + 1/log2(3).
     assert m["nDCG@10"] == pytest.approx((2 / log2(3) + 1 / log2(4)) / (2 / log2(2) + 1 / log2(3)))

@@ -66,7 +66,8 @@ def search_metrics(
     recall_k: int = 100,
     mrr_k: int = 10,
 ) -> dict[str, float]:
-    """BEIR's per-query nDCG@k (graded), Recall@k and MRR@k."""
+    """BEIR's per-query nDCG@k (graded), Recall@k and MRR@k; grades <= 0 are not relevant."""
+    judged = {doc: grade for doc, grade in judged.items() if grade > 0}
     gains = np.array([judged.get(doc, 0) for doc in ranked[:ndcg_k]], dtype=np.float64)
     discounts = 1.0 / np.log2(np.arange(2, ndcg_k + 2))
     ideal = np.sort(np.fromiter(judged.values(), dtype=np.float64))[::-1][:ndcg_k]

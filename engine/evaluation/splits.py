@@ -86,12 +86,12 @@ def split_interactions(frame: pd.DataFrame, config: SplitConfig) -> Split:
     is_test = position >= size - held
     train = ordered[~is_test]
     test = ordered[is_test]
+    seen = pd.MultiIndex.from_frame(train[["user", "item"]])
+    test = test[~pd.MultiIndex.from_frame(test[["user", "item"]]).isin(seen)]
     kept = train.groupby("user").size()
     users = set(kept[kept >= config.min_history].index) & set(test["user"])
     train = train[train["user"].isin(users)]
     test = test[test["user"].isin(users)]
-    seen = pd.MultiIndex.from_frame(train[["user", "item"]])
-    test = test[~pd.MultiIndex.from_frame(test[["user", "item"]]).isin(seen)]
     drop = ["_tie"]
     return Split(
         train=train.drop(columns=drop).reset_index(drop=True),
