@@ -258,7 +258,10 @@ def register(sub: Any) -> None:
         "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
     )
     r.add_argument(
-        "--knn-neighbours", type=int, default=100, help="item-kNN neighbours per item (0: all)"
+        "--knn-neighbours",
+        type=int,
+        default=0,
+        help="item-kNN neighbours kept per item (default 0: all, the best on the validation split)",
     )
     r.add_argument(
         "--validation",

@@ -9,6 +9,7 @@ layer and the CLI map them in one place and never show a traceback::
     │   └── BundleCorrupt        checksum mismatch, unreadable file, manifest out of spec
     ├── CatalogError             a catalogue cannot be turned into items (indexer side)
     ├── EmbedderError            the model cannot be loaded or does not match the bundle
+    ├── IndexLocked              another process is writing the index (build, rollback, gc)
     ├── InvalidArgument          an argument or option out of range or malformed: k, NaN weight,
     │                            unknown filter field, bad factory string ...
     └── QueryError               a well-formed request the engine cannot answer
@@ -61,6 +62,10 @@ class InvalidArgument(VecrecError):
     """An argument or option is out of range or malformed."""
 
 
+class IndexLocked(VecrecError):
+    """Another process holds the index's writer lock; one writer at a time per index."""
+
+
 class UnknownItem(QueryError):
     """An item id that the bundle does not hold."""
 
@@ -79,6 +84,7 @@ __all__ = [
     "BundleNotFound",
     "CatalogError",
     "EmbedderError",
+    "IndexLocked",
     "InvalidArgument",
     "NoUsableInput",
     "QueryError",

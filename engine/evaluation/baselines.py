@@ -96,7 +96,7 @@ class ItemKNNMethod:
         self,
         catalogue: Sequence[str],
         *,
-        neighbours: int | None = 100,
+        neighbours: int | None = None,
         positive_threshold: float | None = None,
     ) -> None:
         self.catalogue = list(catalogue)
