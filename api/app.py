@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from api import errors, routes
 from api.settings import Settings
-from engine import Recommender, __version__, load_embedder
+from engine import CrossEncoderReranker, Recommender, __version__, load_embedder
 
 log = logging.getLogger("vecrec.api")
 
@@ -31,6 +31,9 @@ def load_recommender(settings: Settings) -> Recommender:
         embedder=embedder,
         config=settings.recommender_config(),
         embed_threads=settings.embed_threads,
+        text_reranker=CrossEncoderReranker(settings.cross_encoder)
+        if settings.cross_encoder
+        else None,
     )
     if settings.warm_up:
         recommender.warm_up()

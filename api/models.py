@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from engine import Filter, HistoryEvent, Results, ScoredItem
+from engine import (
+    Boost,
+    Crowding,
+    Filter,
+    HistoryEvent,
+    QueryOptions,
+    Reason,
+    RerankConfig,
+    Results,
+    ScoredItem,
+)
 
 ItemId = Annotated[str | int, AfterValidator(str)]
 Scalar = str | int | float | bool
@@ -71,10 +81,66 @@ class FilterSpec(_Strict):
         )
 
 
+class BoostSpec(_Strict):
+    """Raise scores by ``weight ×`` the item's normalised value of a numeric field."""
+
+    field: str = Field(min_length=1, description="a numeric metadata field, e.g. popularity")
+    weight: float = Field(ge=0, le=10)
+    transform: Literal["rank", "minmax"] = Field(
+        "rank", description="rank: percentile in the catalogue; minmax: (x - min) / (max - min)"
+    )
+
+
+class CrowdingSpec(_Strict):
+    """At most ``max_per_value`` results share one value of ``field``."""
+
+    field: str = Field(min_length=1, description="a metadata field; list fields count each value")
+    max_per_value: int = Field(ge=1)
+
+
+class RerankSpec(_Strict):
+    """Re-ranking stages, applied in this order: exact, cross_encoder, boosts, mmr, crowding."""
+
+    exact: bool = Field(True, description="re-score candidates with the stored full vectors")
+    cross_encoder: bool = Field(
+        False, description="re-score with the server's cross-encoder (text requests only)"
+    )
+    boosts: list[BoostSpec] = Field(default_factory=list, max_length=10)
+    max_boost: float = Field(
+        1.2, ge=1, le=10, description="no boost lifts a relevance by more than this factor"
+    )
+    mmr_lambda: float | None = Field(
+        None, ge=0, le=1, description="MMR: 1 = pure relevance; lower = more diverse"
+    )
+    crowding: CrowdingSpec | None = None
+    pool_factor: int = Field(4, ge=1, le=50, description="candidates fetched per result")
+
+    def to_config(self) -> RerankConfig:
+        crowding = self.crowding
+        return RerankConfig(
+            exact=self.exact,
+            cross_encoder=self.cross_encoder,
+            boosts=tuple(Boost(b.field, b.weight, b.transform) for b in self.boosts),
+            max_boost=self.max_boost,
+            mmr_lambda=self.mmr_lambda,
+            crowding=Crowding(crowding.field, crowding.max_per_value) if crowding else None,
+            pool_factor=self.pool_factor,
+        )
+
+
 class _Query(_Strict):
     k: int = Field(10, ge=1, description="how many items to return (at most the server's max_k)")
     filters: list[FilterSpec] = Field(default_factory=list, description="ANDed conditions")
     exclude: list[ItemId] = Field(default_factory=list, description="ids never to return")
+    rerank: RerankSpec | None = Field(None, description="optional re-ranking stages")
+
+    def options(self, defaults: QueryOptions) -> QueryOptions:
+        """The request's options over the server's defaults."""
+        if self.rerank is None:
+            return defaults
+        return QueryOptions(
+            defaults.strategy, defaults.max_interests, self.rerank.to_config(), defaults.explain
+        )
 
 
 class RecommendRequest(_Query):
@@ -85,6 +151,23 @@ class RecommendRequest(_Query):
     )
     interests: str | None = Field(None, description="free text, e.g. 'space adventure'")
     exclude_seen: bool = Field(True, description="never return items from the history")
+    strategy: Literal["mean", "best_score", "multi_interest"] | None = Field(
+        None,
+        description="mean: one weighted query; best_score: best match among liked items; "
+        "multi_interest: one query per taste cluster, merged by importance (default: server's)",
+    )
+    max_interests: int | None = Field(
+        None, ge=1, le=20, description="multi_interest: most clusters"
+    )
+    explain: bool = Field(False, description="name the history items or interests behind each")
+
+    def options(self, defaults: QueryOptions) -> QueryOptions:
+        return QueryOptions(
+            strategy=self.strategy or defaults.strategy,
+            max_interests=self.max_interests or defaults.max_interests,
+            rerank=self.rerank.to_config() if self.rerank is not None else defaults.rerank,
+            explain=self.explain,
+        )
 
     def events(self) -> list[HistoryEvent]:
         return [h.to_event() for h in self.history]
@@ -96,15 +179,40 @@ class SearchRequest(_Query):
     text: str = Field(min_length=1, description="what to look for")
 
 
+class ReasonOut(BaseModel):
+    kind: Literal["item", "interests"]
+    item_id: str | None = Field(None, description="the history item, for kind 'item'")
+    label: str | None = Field(None, description="its title: 'because you liked <label>'")
+    share: float = Field(description="share of the item's pull that this reason gives")
+    similarity: float
+
+    @classmethod
+    def of(cls, reason: Reason) -> ReasonOut:
+        return cls(
+            kind="item" if reason.kind == "item" else "interests",
+            item_id=reason.item_id,
+            label=reason.label,
+            share=reason.share,
+            similarity=reason.similarity,
+        )
+
+
 class Item(BaseModel):
     id: str
     score: float = Field(description="cosine similarity, or popularity for the fallback")
     text: str = Field(description="the text the item was embedded from")
     metadata: dict[str, Any]
+    reasons: list[ReasonOut] = Field(default_factory=list, description="with explain: true")
 
     @classmethod
     def of(cls, item: ScoredItem) -> Item:
-        return cls(id=item.id, score=item.score, text=item.text, metadata=item.metadata)
+        return cls(
+            id=item.id,
+            score=item.score,
+            text=item.text,
+            metadata=item.metadata,
+            reasons=[ReasonOut.of(r) for r in item.reasons],
+        )
 
 
 class ResultsResponse(BaseModel):

@@ -47,6 +47,7 @@ def recommend(body: RecommendRequest, recommender: RecommenderDep) -> ResultsRes
         exclude=[str(i) for i in body.exclude],
         filters=[f.to_filter() for f in body.filters],
         exclude_seen=body.exclude_seen,
+        options=body.options(recommender.config.options),
     )
     return ResultsResponse.of(results)
 
@@ -59,6 +60,7 @@ def search(body: SearchRequest, recommender: RecommenderDep) -> ResultsResponse:
         body.k,
         exclude=[str(i) for i in body.exclude],
         filters=[f.to_filter() for f in body.filters],
+        options=body.options(recommender.config.options),
     )
     return ResultsResponse.of(results)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine import RecommenderConfig
+from engine import QueryOptions, RecommenderConfig
 
 
 class Settings(BaseSettings):
@@ -29,8 +30,17 @@ class Settings(BaseSettings):
     faiss_threads: int = Field(1, ge=1)
     model: str | None = Field(None, description="override the bundle's model spec (a local path)")
     warm_up: bool = Field(True, description="load the model at start-up, not on the first query")
+    strategy: Literal["mean", "best_score", "multi_interest"] = Field(
+        "mean", description="the query strategy of requests that name none"
+    )
+    cross_encoder: str | None = Field(
+        None, description="local cross-encoder model directory for rerank.cross_encoder"
+    )
 
     def recommender_config(self) -> RecommenderConfig:
         return RecommenderConfig(
-            max_k=self.max_k, max_history=self.max_history, max_text_chars=self.max_text_chars
+            max_k=self.max_k,
+            max_history=self.max_history,
+            max_text_chars=self.max_text_chars,
+            options=QueryOptions(strategy=self.strategy),
         )

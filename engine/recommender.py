@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 
@@ -14,10 +13,13 @@ from engine.ann import Searcher
 from engine.bundle import Bundle
 from engine.embedder import Embedder, load_embedder
 from engine.errors import EmbedderError, InvalidArgument, NoUsableInput, UnknownItem
+from engine.explain import Reason, explain
 from engine.filters import Filter, FilterIndex
-from engine.usermodel import HistoryEvent, UserModelConfig, build_query, validate_history
-
-Source = Literal["history", "interests", "history+interests", "popularity", "item", "text"]
+from engine.ranking import Ranker
+from engine.rerankers import TextReranker
+from engine.results import QueryOptions, Results, ScoredItem, Source
+from engine.strategies import Candidates, candidates
+from engine.usermodel import HistoryEvent, UserModelConfig, user_signal, validate_history
 
 
 @dataclass(frozen=True)
@@ -30,29 +32,8 @@ class RecommenderConfig:
     user_model: UserModelConfig = field(default_factory=UserModelConfig)
     # Per-index search parameter overrides (efSearch, nprobe); the manifest's apply otherwise.
     search_params: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ScoredItem:
-    """One result: the item, its similarity (or popularity, for the fallback) and its metadata."""
-
-    id: str
-    score: float
-    text: str
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Results:
-    """A ranked answer. ``unknown_ids`` lists history or exclude ids the bundle does not hold."""
-
-    items: tuple[ScoredItem, ...]
-    source: Source
-    unknown_ids: tuple[str, ...] = ()
-
-    @property
-    def ids(self) -> list[str]:
-        return [item.id for item in self.items]
+    # Used when a request gives no options.
+    options: QueryOptions = field(default_factory=QueryOptions)
 
 
 class Recommender:
@@ -69,6 +50,7 @@ class Recommender:
         config: RecommenderConfig | None = None,
         *,
         embed_threads: int | None = None,
+        text_reranker: TextReranker | None = None,
     ) -> None:
         self.bundle = bundle
         self.config = config or RecommenderConfig()
@@ -86,6 +68,7 @@ class Recommender:
             ["popularity"] if manifest.has_popularity else []
         )
         self.filter_index = FilterIndex(bundle.items, filterable, manifest.list_columns)
+        self.ranker = Ranker(bundle, self.searcher, text_reranker)
         self._popular_rows: np.ndarray | None = None
         if bundle.popularity is not None:
             # Most popular first; ties keep catalogue order so answers are deterministic.
@@ -100,9 +83,16 @@ class Recommender:
         config: RecommenderConfig | None = None,
         embed_threads: int | None = None,
         verify: bool = True,
+        text_reranker: TextReranker | None = None,
     ) -> Recommender:
         """Load and verify the bundle at ``path`` and wrap it."""
-        return cls(Bundle.load(path, verify=verify), embedder, config, embed_threads=embed_threads)
+        return cls(
+            Bundle.load(path, verify=verify),
+            embedder,
+            config,
+            embed_threads=embed_threads,
+            text_reranker=text_reranker,
+        )
 
     # -- embedding -----------------------------------------------------------------------------
 
@@ -150,12 +140,14 @@ class Recommender:
         filters: Sequence[Filter] = (),
         exclude_seen: bool = True,
         user_model: UserModelConfig | None = None,
+        options: QueryOptions | None = None,
     ) -> Results:
         """Items for a user with ``history`` and/or free-text ``interests``.
 
         History items (when ``exclude_seen``) and ``exclude`` never come back; exactly
-        ``min(k, eligible)`` items do. Unknown history ids are skipped and reported. With nothing
-        usable the most popular items are returned when the bundle knows popularity.
+        ``min(k, eligible)`` items do (fewer only when a crowding cap cannot be met). Unknown
+        history ids are skipped and reported. With nothing usable the most popular items are
+        returned when the bundle knows popularity.
         """
         self._check_k(k)
         if len(history) > self.config.max_history:
@@ -165,6 +157,7 @@ class Recommender:
             )
         validate_history(history)
         model = user_model or self.config.user_model
+        options = options or self.config.options
         known_rows: list[int] = []
         weights: list[float] = []
         times: list[float | None] = []
@@ -177,24 +170,37 @@ class Recommender:
             known_rows.append(row)
             weights.append(event.weight)
             times.append(event.timestamp)
-        interest_vec = None
-        if interests is not None and interests.strip():
-            interest_vec = self.embed_text(interests, field="interests")
+        text = interests if interests is not None and interests.strip() else None
+        interest_vec = self.embed_text(text, field="interests") if text is not None else None
         excluded, unknown_excluded = self._rows_of(exclude)
         if exclude_seen:
             excluded.extend(known_rows)
         allowed = self._allowed(filters, excluded)
-        query = build_query(
-            self.bundle.vectors[known_rows]
+        vectors = (
+            np.asarray(self.bundle.vectors[known_rows], dtype=np.float32)
             if known_rows
-            else np.zeros((0, self.bundle.dimension), np.float32),
-            weights,
-            times,
-            interest_vec,
-            model,
+            else np.zeros((0, self.bundle.dimension), np.float32)
         )
+        signal = user_signal(known_rows, vectors, weights, times, interest_vec, model)
         unknown_all = tuple(unknown + unknown_excluded)
-        if query is None:
+        ranked = None
+        if signal.has_positive:
+            ranked = self.ranker.rank(
+                lambda pool: candidates(
+                    options.strategy,
+                    signal,
+                    model,
+                    self.searcher,
+                    pool,
+                    allowed,
+                    max_interests=options.max_interests,
+                ),
+                k,
+                options.rerank,
+                self._eligible(allowed),
+                text,
+            )
+        if ranked is None:
             if self._popular_rows is None:
                 raise NoUsableInput(
                     "nothing to recommend from: no known liked history item and no interests, "
@@ -203,7 +209,7 @@ class Recommender:
                     field="history",
                 )
             return Results(self._popular(k, allowed), "popularity", unknown_all)
-        has_history = any(w - model.neutral_weight > 0 for w in weights)
+        has_history = len(signal.liked_rows) > 0
         source: Source = (
             "history+interests"
             if has_history and interest_vec is not None
@@ -211,7 +217,16 @@ class Recommender:
             if has_history
             else "interests"
         )
-        return Results(self._search(query, k, allowed), source, unknown_all)
+        reasons = (
+            explain(ranked.rows, self.bundle.vectors, signal, model, self.bundle.ids, self.label)
+            if options.explain
+            else [()] * len(ranked)
+        )
+        items = tuple(
+            self._item(int(row), float(score), why)
+            for row, score, why in zip(ranked.rows, ranked.scores, reasons, strict=True)
+        )
+        return Results(items, source, unknown_all)
 
     def similar(
         self,
@@ -220,6 +235,7 @@ class Recommender:
         *,
         filters: Sequence[Filter] = (),
         exclude: Iterable[str] = (),
+        options: QueryOptions | None = None,
     ) -> Results:
         """Items nearest to ``item_id`` (never the item itself)."""
         self._check_k(k)
@@ -230,7 +246,8 @@ class Recommender:
         excluded.append(row)
         allowed = self._allowed(filters, excluded)
         query = np.asarray(self.bundle.vectors[row], dtype=np.float32)
-        return Results(self._search(query, k, allowed), "item", tuple(unknown))
+        items = self._ranked(query, k, allowed, options or self.config.options, None)
+        return Results(items, "item", tuple(unknown))
 
     def search(
         self,
@@ -239,13 +256,15 @@ class Recommender:
         *,
         filters: Sequence[Filter] = (),
         exclude: Iterable[str] = (),
+        options: QueryOptions | None = None,
     ) -> Results:
         """Items whose text is nearest in meaning to ``text``."""
         self._check_k(k)
         query = self.embed_text(text, field="text")
         excluded, unknown = self._rows_of(exclude)
         allowed = self._allowed(filters, excluded)
-        return Results(self._search(query, k, allowed), "text", tuple(unknown))
+        items = self._ranked(query, k, allowed, options or self.config.options, text)
+        return Results(items, "text", tuple(unknown))
 
     def get(self, item_id: str) -> ScoredItem:
         """The item with ``item_id`` (score 1.0)."""
@@ -278,14 +297,37 @@ class Recommender:
             mask[excluded] = False
         return mask
 
-    def _search(
-        self, query: np.ndarray, k: int, allowed: np.ndarray | None
+    def label(self, row: int) -> str:
+        """A short human name of the item at ``row``: its title or name, else its text."""
+        record = self.bundle.item_record(row)
+        for key in ("title", "name"):
+            if isinstance(record.get(key), str) and record[key]:
+                return str(record[key])
+        return str(record["text"])[:80]
+
+    def _eligible(self, allowed: np.ndarray | None) -> int:
+        return len(self.bundle) if allowed is None else int(np.count_nonzero(allowed))
+
+    def _ranked(
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        options: QueryOptions,
+        text: str | None,
     ) -> tuple[ScoredItem, ...]:
-        scores, rows = self.searcher.search(query[None, :], k, allowed)
+        """One query vector through the search and the re-ranking stages."""
+
+        def generate(pool: int) -> Candidates:
+            scores, rows = self.searcher.search(query[None, :], pool, allowed)
+            keep = rows[0] >= 0
+            return Candidates(rows[0][keep], scores[0][keep], query)
+
+        ranked = self.ranker.rank(generate, k, options.rerank, self._eligible(allowed), text)
+        assert ranked is not None
         return tuple(
             self._item(int(row), float(score))
-            for score, row in zip(scores[0], rows[0], strict=True)
-            if row >= 0
+            for row, score in zip(ranked.rows, ranked.scores, strict=True)
         )
 
     def _popular(self, k: int, allowed: np.ndarray | None) -> tuple[ScoredItem, ...]:
@@ -297,10 +339,10 @@ class Recommender:
         )
         return tuple(self._item(int(r), float(self.bundle.popularity[r])) for r in rows[:k])
 
-    def _item(self, row: int, score: float) -> ScoredItem:
+    def _item(self, row: int, score: float, reasons: tuple[Reason, ...] = ()) -> ScoredItem:
         record = self.bundle.item_record(row)
         item_id = str(record.pop("id"))
         text = str(record.pop("text"))
         if score != score or math.isinf(score):
             score = 0.0
-        return ScoredItem(id=item_id, score=score, text=text, metadata=record)
+        return ScoredItem(id=item_id, score=score, text=text, metadata=record, reasons=reasons)

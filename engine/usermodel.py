@@ -93,6 +93,54 @@ def recency_factors(timestamps: Sequence[float | None], config: UserModelConfig)
     return np.maximum(decay, config.recency_floor)
 
 
+@dataclass(frozen=True)
+class UserSignal:
+    """A user's known history and interests, ready for a query strategy.
+
+    ``liked_vectors`` / ``disliked_vectors`` are ``float32 (n, d)`` stored item vectors; their
+    ``*_strength`` are ``float64 (n,)`` positive weights (|weight - neutral| × recency).
+    ``interest`` is the embedded interests text ``float32 (d,)`` or None.
+    """
+
+    liked_rows: np.ndarray
+    liked_vectors: np.ndarray
+    liked_strength: np.ndarray
+    disliked_vectors: np.ndarray
+    disliked_strength: np.ndarray
+    interest: np.ndarray | None
+
+    @property
+    def has_positive(self) -> bool:
+        return len(self.liked_rows) > 0 or self.interest is not None
+
+
+def user_signal(
+    rows: Sequence[int],
+    vectors: np.ndarray,
+    weights: Sequence[float],
+    timestamps: Sequence[float | None],
+    interest: np.ndarray | None,
+    config: UserModelConfig,
+) -> UserSignal:
+    """Split a history into liked and disliked items with recency-decayed strengths.
+
+    ``vectors`` is ``float32 (n, d)``: the stored vectors of ``rows``, in the same order.
+    """
+    w = np.asarray(weights, dtype=np.float64) - config.neutral_weight
+    r = recency_factors(timestamps, config)
+    liked, disliked = w > 0, w < 0
+    if config.like_weight == 0:
+        liked = np.zeros_like(liked)
+    return UserSignal(
+        liked_rows=np.asarray(rows, dtype=np.int64)[liked],
+        liked_vectors=vectors[liked],
+        liked_strength=(w * r)[liked],
+        disliked_vectors=vectors[disliked],
+        disliked_strength=(-w * r)[disliked],
+        interest=interest if config.interest_weight > 0 else None,
+    )
+
+
 def _weighted_direction(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
     if vectors.shape[0] == 0 or weights.sum() <= 0:
         return None
@@ -102,6 +150,35 @@ def _weighted_direction(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray 
     return normalize_rows(mean)[0]
 
 
+def mean_query(
+    signal: UserSignal,
+    config: UserModelConfig,
+    liked: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray | None:
+    """Rocchio mix of the liked mean, the interests and the disliked mean; None if no positive.
+
+    ``liked`` overrides the liked ``(vectors, strengths)`` (one interest cluster, say).
+    """
+    vectors, strength = (
+        liked if liked is not None else (signal.liked_vectors, signal.liked_strength)
+    )
+    parts = []
+    positive = _weighted_direction(vectors, strength)
+    if positive is not None:
+        parts.append(config.like_weight * positive)
+    if signal.interest is not None:
+        parts.append(config.interest_weight * signal.interest)
+    if not parts:
+        return None
+    negative = _weighted_direction(signal.disliked_vectors, signal.disliked_strength)
+    if negative is not None and config.dislike_weight > 0:
+        parts.append(-config.dislike_weight * negative)
+    query = np.sum(parts, axis=0)
+    if not np.any(query):
+        return None
+    return normalize_rows(query)[0]
+
+
 def build_query(
     vectors: np.ndarray,
     weights: Sequence[float],
@@ -109,27 +186,10 @@ def build_query(
     interest: np.ndarray | None,
     config: UserModelConfig,
 ) -> np.ndarray | None:
-    """The user's ``float32 (d,)`` unit query, or None when nothing positive is known.
+    """The user's ``float32 (d,)`` unit query (the ``mean`` strategy), or None.
 
     ``vectors`` is ``float32 (n, d)``: the stored vectors of the known history items, in the order
     of ``weights`` and ``timestamps``. ``interest`` is the embedded interests text ``(d,)`` or None.
     """
-    w = np.asarray(weights, dtype=np.float64) - config.neutral_weight
-    r = recency_factors(timestamps, config)
-    liked = w > 0
-    disliked = w < 0
-    parts = []
-    positive = _weighted_direction(vectors[liked], w[liked] * r[liked])
-    if positive is not None and config.like_weight > 0:
-        parts.append(config.like_weight * positive)
-    if interest is not None and config.interest_weight > 0:
-        parts.append(config.interest_weight * interest)
-    if not parts:
-        return None
-    negative = _weighted_direction(vectors[disliked], -w[disliked] * r[disliked])
-    if negative is not None and config.dislike_weight > 0:
-        parts.append(-config.dislike_weight * negative)
-    query = np.sum(parts, axis=0)
-    if not np.any(query):
-        return None
-    return normalize_rows(query)[0]
+    rows = list(range(len(weights)))
+    return mean_query(user_signal(rows, vectors, weights, timestamps, interest, config), config)

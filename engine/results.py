@@ -1,0 +1,53 @@
+"""What queries take and return: per-request options and ranked results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.explain import Reason
+from engine.rerank import RerankConfig
+from engine.strategies import Strategy, check_strategy
+
+Source = Literal["history", "interests", "history+interests", "popularity", "item", "text"]
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """How one request turns its input into a ranking (defaults: README, "Recommendations")."""
+
+    strategy: Strategy = "mean"
+    max_interests: int = 3
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    explain: bool = False
+
+    def __post_init__(self) -> None:
+        check_strategy(self.strategy, self.max_interests)
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One result: the item, its score, its metadata and (when asked) why it was chosen.
+
+    The score is the cosine similarity (or the strategy's score; popularity for the fallback;
+    the boosted relevance when boosts are on).
+    """
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True)
+class Results:
+    """A ranked answer. ``unknown_ids`` lists history or exclude ids the bundle does not hold."""
+
+    items: tuple[ScoredItem, ...]
+    source: Source
+    unknown_ids: tuple[str, ...] = ()
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]

@@ -1,0 +1,243 @@
+"""History → candidates: the query strategies a request can choose.
+
+* ``mean`` (default): one Rocchio query, the weighted and recency-decayed mean of the liked
+  items, pushed away from the disliked ones, plus the interests (:func:`engine.usermodel.mean_query`).
+* ``best_score``: each candidate scores its best match among the liked items (and the interests),
+  ``max_i s_i · cos(c, v_i)`` with ``s_i`` the item's strength relative to the strongest, minus
+  ``dislike_weight · max(0, max_j s_j · cos(c, u_j))`` over disliked items. A user with two
+  unrelated tastes is served both, where their mean would point between them at neither.
+* ``multi_interest``: the liked items are clustered (weighted k-means, at most ``max_interests``
+  clusters); each cluster (and the interests text) retrieves on its own, and the lists are merged
+  in proportion to each interest's importance (its summed strength: size × recency) by the
+  D'Hondt rule, so one large taste cannot drown a smaller one.
+
+All candidates carry exact scores computed from the stored full-precision vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from engine.ann import Searcher
+from engine.embedder import normalize_rows
+from engine.errors import InvalidArgument
+from engine.usermodel import UserModelConfig, UserSignal, mean_query
+
+Strategy = Literal["mean", "best_score", "multi_interest"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+# best_score probes with (and scores against) at most this many of the strongest liked items.
+MAX_PROBES = 64
+KMEANS_ITERATIONS = 15
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Ranked candidate rows (best first) with their scores, ``int64 (m,)`` and ``float32 (m,)``.
+
+    ``query`` is the single query vector when the strategy has one (exact re-scoring uses it).
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+    query: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def check_strategy(strategy: str, max_interests: int) -> None:
+    if strategy not in STRATEGIES:
+        raise InvalidArgument(
+            f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})", field="strategy"
+        )
+    if not 1 <= max_interests <= 20:
+        raise InvalidArgument("max_interests must be from 1 to 20", field="max_interests")
+
+
+def _valid(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = rows >= 0
+    return rows[keep], scores[keep]
+
+
+def mean_candidates(
+    signal: UserSignal,
+    config: UserModelConfig,
+    searcher: Searcher,
+    pool: int,
+    allowed: np.ndarray | None,
+) -> Candidates | None:
+    query = mean_query(signal, config)
+    if query is None:
+        return None
+    scores, rows = searcher.search(query[None, :], pool, allowed)
+    found, found_scores = _valid(scores[0], rows[0])
+    return Candidates(found, found_scores, query)
+
+
+def _positives(signal: UserSignal, config: UserModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The strongest liked vectors (and the interests) with strengths relative to the strongest."""
+    order = np.argsort(-signal.liked_strength, kind="stable")[:MAX_PROBES]
+    vectors = signal.liked_vectors[order]
+    strength = signal.liked_strength[order]
+    if len(strength):
+        strength = config.like_weight * strength / strength.max()
+    if signal.interest is not None:
+        vectors = (
+            np.vstack([vectors, signal.interest[None, :]])
+            if len(vectors)
+            else signal.interest[None, :]
+        )
+        strength = np.append(strength, config.interest_weight)
+    return np.asarray(vectors, dtype=np.float32), strength
+
+
+def best_score_candidates(
+    signal: UserSignal,
+    config: UserModelConfig,
+    searcher: Searcher,
+    pool: int,
+    allowed: np.ndarray | None,
+) -> Candidates | None:
+    probes, strength = _positives(signal, config)
+    if len(probes) == 0:
+        return None
+    _, rows = searcher.search(probes, pool, allowed)
+    union = np.unique(rows[rows >= 0])
+    if union.size == 0:
+        return Candidates(union.astype(np.int64), np.zeros(0, np.float32))
+    cand = np.asarray(searcher.vectors[union], dtype=np.float32)
+    scores = (cand @ probes.T * strength[None, :]).max(axis=1)
+    if len(signal.disliked_vectors) and config.dislike_weight > 0:
+        rel = signal.disliked_strength / signal.disliked_strength.max()
+        negative = (cand @ signal.disliked_vectors.T * rel[None, :]).max(axis=1)
+        scores = scores - config.dislike_weight * np.maximum(negative, 0.0)
+    order = np.argsort(-scores, kind="stable")[:pool]
+    return Candidates(union[order].astype(np.int64), scores[order].astype(np.float32))
+
+
+def weighted_kmeans(
+    vectors: np.ndarray, weights: np.ndarray, k: int, *, seed: int = 0
+) -> np.ndarray:
+    """Cluster labels ``int64 (n,)`` of unit ``vectors`` by spherical weighted k-means (k-means++)."""
+    n = len(vectors)
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    # k-means++ seeding on cosine distance; the strongest item seeds the first cluster.
+    centers = [int(np.argmax(weights))]
+    for _ in range(1, k):
+        sims = vectors @ vectors[centers].T
+        distance = np.clip(1.0 - sims.max(axis=1), 0.0, None) * weights
+        if distance.sum() <= 0:
+            break
+        centers.append(int(rng.choice(n, p=distance / distance.sum())))
+    centroids = vectors[centers].astype(np.float64)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(KMEANS_ITERATIONS):
+        new = np.argmax(vectors @ centroids.T, axis=1)
+        if np.array_equal(new, labels) and _ > 0:
+            break
+        labels = new
+        for c in range(len(centroids)):
+            members = labels == c
+            if members.any():
+                centroids[c] = normalize_rows(
+                    (weights[members, None] * vectors[members]).sum(axis=0)
+                )[0]
+    return labels
+
+
+def multi_interest_candidates(
+    signal: UserSignal,
+    config: UserModelConfig,
+    searcher: Searcher,
+    pool: int,
+    allowed: np.ndarray | None,
+    max_interests: int,
+) -> Candidates | None:
+    if not signal.has_positive:
+        return None
+    queries: list[np.ndarray] = []
+    importance: list[float] = []
+    no_interest = UserSignal(
+        signal.liked_rows, signal.liked_vectors, signal.liked_strength,
+        signal.disliked_vectors, signal.disliked_strength, None,
+    )  # fmt: skip
+    if len(signal.liked_rows):
+        labels = weighted_kmeans(signal.liked_vectors, signal.liked_strength, max_interests)
+        for c in np.unique(labels):
+            members = labels == c
+            query = mean_query(
+                no_interest, config, (signal.liked_vectors[members], signal.liked_strength[members])
+            )
+            if query is not None:
+                queries.append(query)
+                importance.append(float(signal.liked_strength[members].sum()))
+    if signal.interest is not None:
+        interest_only = UserSignal(
+            signal.liked_rows[:0], signal.liked_vectors[:0], signal.liked_strength[:0],
+            signal.disliked_vectors, signal.disliked_strength, signal.interest,
+        )  # fmt: skip
+        query = mean_query(interest_only, config)
+        if query is not None:
+            queries.append(query)
+            # The interests text weighs as much as an average taste of the history.
+            importance.append(
+                config.interest_weight * (float(np.mean(importance)) if importance else 1.0)
+            )
+    if not queries:
+        return None
+    scores, rows = searcher.search(np.stack(queries), pool, allowed)
+    return _dhondt_merge(rows, scores, np.asarray(importance), pool)
+
+
+def _dhondt_merge(
+    rows: np.ndarray, scores: np.ndarray, importance: np.ndarray, pool: int
+) -> Candidates:
+    """Interleave per-interest lists, giving interest i the next slot while it has the largest
+    ``importance_i / (taken_i + 1)``; duplicates keep their first (higher) position."""
+    taken = np.zeros(len(importance), dtype=np.int64)
+    cursor = np.zeros(len(importance), dtype=np.int64)
+    out_rows: list[int] = []
+    out_scores: list[float] = []
+    seen: set[int] = set()
+    active = np.ones(len(importance), dtype=bool)
+    while len(out_rows) < pool and active.any():
+        quotient = np.where(active, importance / (taken + 1), -np.inf)
+        i = int(np.argmax(quotient))
+        while cursor[i] < rows.shape[1] and (
+            rows[i, cursor[i]] < 0 or int(rows[i, cursor[i]]) in seen
+        ):
+            cursor[i] += 1
+        if cursor[i] >= rows.shape[1]:
+            active[i] = False
+            continue
+        row = int(rows[i, cursor[i]])
+        seen.add(row)
+        out_rows.append(row)
+        out_scores.append(float(scores[i, cursor[i]]))
+        taken[i] += 1
+        cursor[i] += 1
+    return Candidates(
+        np.asarray(out_rows, dtype=np.int64), np.asarray(out_scores, dtype=np.float32)
+    )
+
+
+def candidates(
+    strategy: str,
+    signal: UserSignal,
+    config: UserModelConfig,
+    searcher: Searcher,
+    pool: int,
+    allowed: np.ndarray | None,
+    *,
+    max_interests: int = 3,
+) -> Candidates | None:
+    """Up to ``pool`` ranked candidates for ``signal``, or None when it has nothing positive."""
+    if strategy == "best_score":
+        return best_score_candidates(signal, config, searcher, pool, allowed)
+    if strategy == "multi_interest":
+        return multi_interest_candidates(signal, config, searcher, pool, allowed, max_interests)
+    return mean_candidates(signal, config, searcher, pool, allowed)
