@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from api import cli_eval
+from api import cli_eval, cli_versions
 from api.cli_common import (
     EXIT_ERROR,
     Parser,
     add_catalog_options,
     add_interactions_options,
+    add_rerank_options,
     catalog_spec,
     describe_manifest,
     interactions_spec,
@@ -27,6 +28,7 @@ from api.cli_common import (
     positive_int,
     print_json,
     print_results,
+    query_options,
     resolve_index,
 )
 from engine import Recommender, VecrecError
@@ -46,16 +48,27 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         interactions=interactions_spec(args),
         progress=not args.quiet,
         threads=args.threads,
+        cache=not args.no_cache,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     report = build(config)
     if args.json:
         print_json(
-            {"path": report.path, "seconds": report.seconds, "manifest": report.manifest.to_dict()}
+            {
+                "path": report.path,
+                "seconds": report.seconds,
+                "embedded": report.embedded,
+                "cached": report.cached,
+                "manifest": report.manifest.to_dict(),
+            }
         )
     else:
         print(describe_manifest(report.manifest, report.path))
+        count = report.manifest.item_count
+        cache = f"; {report.cached} of {count} texts from the cache" if config.cache else ""
         print(
-            f"built in {report.seconds['total']:.1f} s (embedding {report.seconds['embed']:.1f} s)"
+            f"built in {report.seconds['total']:.1f} s (embedding {report.seconds['embed']:.1f} s"
+            f"{cache})"
         )
     return 0
 
@@ -68,10 +81,10 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     bundle = recommender.bundle
     quality = None if args.no_recall else ann_quality(recommender.searcher, k=10)
     if args.json:
-        out: dict[str, Any] = {"path": bundle.path, "manifest": bundle.manifest.to_dict()}
+        # The manifest's own fields at the top, as scripts read them, plus where and how good.
+        out: dict[str, Any] = {**bundle.manifest.to_dict(), "path": bundle.path}
         if quality is not None:
-            out["ann_recall_at_10"] = quality.recall
-            out["ann_ms_per_query"] = quality.ms_per_query
+            out["ann"] = {"recall_at_10": quality.recall, "ms_per_query": quality.ms_per_query}
         print_json(out)
         return 0
     print(describe_manifest(bundle.manifest, bundle.path))
@@ -86,7 +99,12 @@ def cmd_index_info(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> Recommender:
-    return Recommender.open(resolve_index(args.index, Path(args.indexes_dir)))
+    from engine import CrossEncoderReranker
+
+    reranker = CrossEncoderReranker(args.cross_encoder) if args.cross_encoder else None
+    return Recommender.open(
+        resolve_index(args.index, Path(args.indexes_dir)), text_reranker=reranker
+    )
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -96,6 +114,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         args.k,
         exclude=[e.strip() for e in (args.exclude or "").split(",") if e.strip()],
         filters=[parse_filter(f) for f in args.filter],
+        options=query_options(args),
     )
     print_results(results, args.json)
     return 0
@@ -103,13 +122,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     filters = [parse_filter(f) for f in args.filter]
-    print_results(_open(args).similar(args.item_id, args.k, filters=filters), args.json)
+    results = _open(args).similar(
+        args.item_id, args.k, filters=filters, options=query_options(args)
+    )
+    print_results(results, args.json)
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     filters = [parse_filter(f) for f in args.filter]
-    print_results(_open(args).search(args.text, args.k, filters=filters), args.json)
+    results = _open(args).search(args.text, args.k, filters=filters, options=query_options(args))
+    print_results(results, args.json)
     return 0
 
 
@@ -169,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--factory", default="auto", help="FAISS factory string, or auto (by catalogue size)"
     )
+    b.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="embed every text again instead of reusing vectors of unchanged texts",
+    )
+    b.add_argument(
+        "--cache-dir",
+        default=None,
+        help="embedding cache directory (default: INDEXES_DIR/.cache)",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_index_build)
@@ -179,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-recall", action="store_true", help="skip the recall@10 measurement")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_index_info)
+    cli_versions.register(index_sub)
 
     def query_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -194,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="FIELD=VALUE, FIELD=A,B, FIELD>=N or JSON (repeatable, ANDed)",
         )
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        add_rerank_options(p)
 
     r = sub.add_parser("recommend", help="recommend for a history and/or interests")
     query_options(r)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,13 @@ def _results_json(results: Results) -> dict[str, Any]:
         "source": results.source,
         "unknown_ids": list(results.unknown_ids),
         "items": [
-            {"id": i.id, "score": i.score, "text": i.text, "metadata": i.metadata}
+            {
+                "id": i.id,
+                "score": i.score,
+                "text": i.text,
+                "metadata": i.metadata,
+                "reasons": [asdict(r) for r in i.reasons],
+            }
             for i in results.items
         ],
     }
@@ -120,6 +127,13 @@ def print_results(results: Results, as_json: bool) -> None:
         if isinstance(extra, list):
             label += f"  [{', '.join(map(str, extra))}]"
         print(f"{rank:>3}  {item.id:<10} {item.score:>8.4f}  {label[:100]}")
+        for reason in item.reasons:
+            what = (
+                f"you liked {reason.label or reason.item_id}"
+                if reason.kind == "item"
+                else "your interests"
+            )
+            print(f"{'':>25}because {what} ({reason.share:.0%})")
 
 
 def describe_manifest(manifest: Manifest, path: Path) -> str:
@@ -274,6 +288,87 @@ def interactions_spec(args: argparse.Namespace) -> InteractionsSpec | None:
         table_format=TableFormat(
             args.interactions_format, args.interactions_delimiter, args.interactions_encoding
         ),
+    )
+
+
+def add_rerank_options(parser: argparse.ArgumentParser) -> None:
+    """Strategy, re-ranking and explanation options of the query commands."""
+    parser.add_argument(
+        "--strategy",
+        choices=["mean", "best_score", "multi_interest"],
+        default=None,
+        help="history → query strategy (default: multi_interest)",
+    )
+    parser.add_argument(
+        "--max-interests", type=positive_int, default=3, help="multi_interest: most taste clusters"
+    )
+    parser.add_argument(
+        "--mmr",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
+        help="MMR diversity: 1 = pure relevance, lower = more diverse",
+    )
+    parser.add_argument(
+        "--crowd", default=None, metavar="FIELD=N", help="at most N results share a value of FIELD"
+    )
+    parser.add_argument(
+        "--boost",
+        action="append",
+        default=[],
+        metavar="FIELD=WEIGHT[:rank|minmax]",
+        help="bounded boost by a numeric field (repeatable)",
+    )
+    parser.add_argument(
+        "--max-boost", type=float, default=1.2, help="largest factor boosts may lift a relevance by"
+    )
+    parser.add_argument(
+        "--no-exact", action="store_true", help="skip re-scoring with the stored full vectors"
+    )
+    parser.add_argument(
+        "--cross-encoder",
+        default=None,
+        metavar="DIR",
+        help="re-rank text queries with this local cross-encoder",
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="name the history items behind each result"
+    )
+
+
+def query_options(args: argparse.Namespace) -> Any:
+    """The QueryOptions the query command's flags describe."""
+    from engine import Boost, Crowding, QueryOptions, RerankConfig
+
+    crowding = None
+    if args.crowd:
+        name, sep, count = args.crowd.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise InvalidArgument(f"--crowd {args.crowd!r} must look like FIELD=N", field="crowd")
+        crowding = Crowding(name.strip(), int(count))
+    boosts = []
+    for text in args.boost:
+        name, sep, rest = text.partition("=")
+        weight, _, transform = rest.partition(":")
+        try:
+            boosts.append(Boost(name.strip(), float(weight), transform or "rank"))
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"--boost {text!r} must look like FIELD=WEIGHT[:rank|minmax]", field="boost"
+            ) from exc
+    rerank = RerankConfig(
+        exact=not args.no_exact,
+        cross_encoder=args.cross_encoder is not None,
+        boosts=tuple(boosts),
+        max_boost=args.max_boost,
+        mmr_lambda=args.mmr,
+        crowding=crowding,
+    )
+    return QueryOptions(
+        strategy=args.strategy or QueryOptions().strategy,
+        max_interests=args.max_interests,
+        rerank=rerank,
+        explain=args.explain,
     )
 
 

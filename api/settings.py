@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     model: str | None = Field(None, description="override the bundle's model spec (a local path)")
     warm_up: bool = Field(True, description="load the model at start-up, not on the first query")
     strategy: Literal["mean", "best_score", "multi_interest"] = Field(
-        "mean", description="the query strategy of requests that name none"
+        "multi_interest", description="the query strategy of requests that name none"
     )
     cross_encoder: str | None = Field(
         None, description="local cross-encoder model directory for rerank.cross_encoder"

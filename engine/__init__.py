@@ -28,20 +28,27 @@ from engine.errors import (
     UnknownItem,
     VecrecError,
 )
+from engine.explain import Reason
 from engine.filters import Filter
 from engine.manifest import Manifest
-from engine.recommender import Recommender, RecommenderConfig, Results, ScoredItem
+from engine.recommender import Recommender, RecommenderConfig
+from engine.rerank import Boost, Crowding, RerankConfig
+from engine.rerankers import CrossEncoderReranker, TextReranker
+from engine.results import QueryOptions, Results, ScoredItem
 from engine.usermodel import HistoryEvent, UserModelConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Boost",
     "Bundle",
     "BundleCorrupt",
     "BundleError",
     "BundleNotFound",
     "CatalogError",
+    "CrossEncoderReranker",
+    "Crowding",
     "Embedder",
     "EmbedderError",
     "Filter",
@@ -52,11 +59,15 @@ __all__ = [
     "Manifest",
     "NoUsableInput",
     "QueryError",
+    "QueryOptions",
+    "Reason",
     "Recommender",
     "RecommenderConfig",
+    "RerankConfig",
     "Results",
     "ScoredItem",
     "SentenceTransformerEmbedder",
+    "TextReranker",
     "UnknownItem",
     "UserModelConfig",
     "VecrecError",

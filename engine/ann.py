@@ -25,6 +25,8 @@ import numpy as np
 
 # Scanning 20k rows of 384 floats is ~8 MFLOP per query, well under a millisecond on one core.
 EXACT_SCAN_MAX_ROWS = 20_000
+# An exact scan gathers the allowed rows when they are under 1/4 of all rows, else scans all.
+GATHER_BELOW_FRACTION = 4
 
 
 def _empty(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,22 +92,35 @@ class Searcher:
     def exact(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Brute-force top-``k`` by inner product over the stored vectors (allowed rows only)."""
+        """Brute-force top-``k`` by inner product over the stored vectors (allowed rows only).
+
+        One BLAS product of the queries with the allowed rows: a sparse allowed set is gathered
+        first, a dense one is scanned whole with the disallowed rows' scores set to -inf inside
+        the scan's result before the top-k is taken.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        m = queries.shape[0]
-        if allowed is None:
-            rows = None
-            base = np.ascontiguousarray(self.vectors)
-        else:
-            rows = np.flatnonzero(allowed)
-            base = np.ascontiguousarray(self.vectors[rows])
-        kk = min(k, base.shape[0])
+        m, n = queries.shape[0], len(self.vectors)
         scores, found = _empty(m, k)
+        rows = None
+        if allowed is not None and np.count_nonzero(allowed) * GATHER_BELOW_FRACTION < n:
+            rows = np.flatnonzero(allowed)
+            base = np.asarray(self.vectors[rows])
+            eligible = len(rows)
+        else:
+            base = np.asarray(self.vectors)
+            eligible = n if allowed is None else int(np.count_nonzero(allowed))
+        kk = min(k, eligible)
         if kk == 0:
             return scores, found
-        d, i = faiss.knn(queries, base, kk, metric=faiss.METRIC_INNER_PRODUCT)
-        scores[:, :kk] = d
-        found[:, :kk] = i if rows is None else np.where(i >= 0, rows[np.maximum(i, 0)], -1)
+        sims = queries @ base.T
+        if allowed is not None and rows is None:
+            sims[:, ~allowed] = -np.inf
+        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        top_scores = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        scores[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
+        found[:, :kk] = top if rows is None else rows[top]
         return scores, found
 
     def search(
@@ -121,7 +136,9 @@ class Searcher:
         eligible = self.size if allowed is None else int(np.count_nonzero(allowed))
         if eligible == 0 or k <= 0:
             return _empty(m, max(k, 0))
-        if allowed is not None and eligible <= EXACT_SCAN_MAX_ROWS and not self._exact_index:
+        if self._exact_index or (allowed is not None and eligible <= EXACT_SCAN_MAX_ROWS):
+            # A Flat index is this same scan: BLAS over the stored vectors beats FAISS's
+            # per-query selector loop (36 ms against ~1 ms for 20 queries over 9,742 rows).
             return self.exact(queries, k, allowed)
 
         selector, bits = (None, None) if allowed is None else selector_from_mask(allowed)

@@ -10,6 +10,8 @@ Layout of one named index::
             items.parquet            id, text, [popularity], metadata columns
             vectors.npy              float32 (n, d) L2-normalised item vectors (the exact twin)
         .tmp-<version>-<pid>/        a build in progress: never read, removed once its pid is gone
+        .lock                        the writer lock: one build, rollback or gc at a time
+                                     (engine/writer_lock.py)
 
 A version directory appears only by ``rename`` of a complete temporary directory, and ``CURRENT``
 changes only by ``os.replace``; a crash at any point leaves the previous version loadable.
@@ -21,6 +23,7 @@ import datetime as dt
 import hashlib
 import math
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, replace
@@ -43,6 +46,8 @@ from engine.manifest import (
 
 CURRENT_FILE = "CURRENT"
 TMP_PREFIX = ".tmp-"
+# ``CURRENT.<pid>.tmp``: the pointer being written by set_current, left behind by a kill.
+_POINTER_TMP = re.compile(rf"^{CURRENT_FILE}\.[0-9]+\.tmp$")
 RESERVED_COLUMNS = ("id", "text", "popularity")
 
 
@@ -104,19 +109,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(root: Path) -> None:
-    """Delete temporary build directories whose building process is gone."""
+def remove_stale_temporaries(root: Path) -> list[str]:
+    """Delete temporary build directories (and ``CURRENT`` pointer temporaries) whose writing
+    process is gone; returns their names."""
+    removed: list[str] = []
     if not root.is_dir():
-        return
+        return removed
     for child in root.iterdir():
-        if not (child.is_dir() and child.name.startswith(TMP_PREFIX)):
+        if child.is_dir() and child.name.startswith(TMP_PREFIX):
+            pid_text = child.name.rsplit("-", 1)[-1]
+        elif child.is_file() and _POINTER_TMP.match(child.name):
+            pid_text = child.name.split(".")[1]
+        else:
             continue
-        try:
-            pid = int(child.name.rsplit("-", 1)[1])
-        except (IndexError, ValueError):
-            pid = -1
+        pid = int(pid_text) if pid_text.isdigit() else -1
         if pid <= 0 or not _pid_alive(pid):
-            shutil.rmtree(child, ignore_errors=True)
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+            removed.append(child.name)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,10 @@ def explain(
         return []
     items = np.asarray(vectors[rows], dtype=np.float32)
     sources = [signal.liked_vectors]
-    strength = [signal.liked_strength * config.like_weight]
+    # Relative to the strongest, as the strategies weigh them: scaling every rating by the same
+    # factor changes no ranking, so it must change no explanation either.
+    liked = signal.liked_strength
+    strength = [liked / liked.max() * config.like_weight if len(liked) else liked]
     if signal.interest is not None:
         sources.append(signal.interest[None, :])
         strength.append(np.array([config.interest_weight]))

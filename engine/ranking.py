@@ -46,11 +46,7 @@ class Ranker:
         text: str | None = None,
     ) -> Candidates | None:
         """Top ``min(k, eligible)`` after re-ranking (fewer only if crowding cannot fill it)."""
-        if config.cross_encoder and self.text_reranker is None:
-            raise InvalidArgument(
-                "this server has no cross-encoder (set VECREC_CROSS_ENCODER)",
-                field="rerank.cross_encoder",
-            )
+        self.validate(config)
         pool = self.pool_size(k, config)
         context = self._context(text)
         for _ in range(POOL_GROWTH_ROUNDS + 1):
@@ -62,6 +58,18 @@ class Ranker:
                 return ranked
             pool = min(pool * 4, eligible, MAX_POOL)
         return ranked
+
+    def validate(self, config: RerankConfig) -> None:
+        """Refuse options this bundle or server cannot honour, whatever the request's input."""
+        if config.cross_encoder and self.text_reranker is None:
+            raise InvalidArgument(
+                "this server has no cross-encoder (set VECREC_CROSS_ENCODER)",
+                field="rerank.cross_encoder",
+            )
+        for boost in config.boosts:
+            self.boost_values(boost.field, boost.transform)
+        if config.crowding is not None:
+            self.field_values(config.crowding.field)
 
     def _context(self, text: str | None) -> RerankContext:
         scorer = None

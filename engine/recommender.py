@@ -158,6 +158,7 @@ class Recommender:
         validate_history(history)
         model = user_model or self.config.user_model
         options = options or self.config.options
+        self.ranker.validate(options.rerank)
         known_rows: list[int] = []
         weights: list[float] = []
         times: list[float | None] = []
@@ -208,7 +209,7 @@ class Recommender:
                     "--interactions)",
                     field="history",
                 )
-            return Results(self._popular(k, allowed), "popularity", unknown_all)
+            return Results(self._popular(k, allowed, options), "popularity", unknown_all)
         has_history = len(signal.liked_rows) > 0
         source: Source = (
             "history+interests"
@@ -330,14 +331,24 @@ class Recommender:
             for row, score in zip(ranked.rows, ranked.scores, strict=True)
         )
 
-    def _popular(self, k: int, allowed: np.ndarray | None) -> tuple[ScoredItem, ...]:
-        assert self._popular_rows is not None and self.bundle.popularity is not None
-        rows = (
-            self._popular_rows
-            if allowed is None
-            else self._popular_rows[allowed[self._popular_rows]]
+    def _popular(
+        self, k: int, allowed: np.ndarray | None, options: QueryOptions
+    ) -> tuple[ScoredItem, ...]:
+        """The most popular eligible items, through the same re-ranking stages (crowding...)."""
+        popular, popularity = self._popular_rows, self.bundle.popularity
+        assert popular is not None and popularity is not None
+        rows = popular if allowed is None else popular[allowed[popular]]
+
+        def generate(pool: int) -> Candidates:
+            chosen = rows[:pool]
+            # Scores are the popularity counts; the order is the ranking (merged=True).
+            return Candidates(chosen, popularity[chosen].astype(np.float32), merged=True)
+
+        ranked = self.ranker.rank(generate, k, options.rerank, len(rows), None)
+        assert ranked is not None
+        return tuple(
+            self._item(int(r), float(s)) for r, s in zip(ranked.rows, ranked.scores, strict=True)
         )
-        return tuple(self._item(int(r), float(self.bundle.popularity[r])) for r in rows[:k])
 
     def _item(self, row: int, score: float, reasons: tuple[Reason, ...] = ()) -> ScoredItem:
         record = self.bundle.item_record(row)

@@ -45,10 +45,10 @@ class Boost:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.weight) and 0 <= self.weight <= 10):
             raise InvalidArgument(
-                f"boost weight for {self.field!r} must be in [0, 10]", field="boosts"
+                f"boost weight for {self.field!r} must be in [0, 10]", field="rerank.boosts"
             )
         if self.transform not in ("rank", "minmax"):
-            raise InvalidArgument("boost transform must be rank or minmax", field="boosts")
+            raise InvalidArgument("boost transform must be rank or minmax", field="rerank.boosts")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Crowding:
 
     def __post_init__(self) -> None:
         if self.max_per_value < 1:
-            raise InvalidArgument("crowding max_per_value must be >= 1", field="crowding")
+            raise InvalidArgument("crowding max_per_value must be >= 1", field="rerank.crowding")
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,11 @@ class RerankConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_boost) and 1.0 <= self.max_boost <= 10.0):
-            raise InvalidArgument("max_boost must be in [1, 10]", field="max_boost")
+            raise InvalidArgument("max_boost must be in [1, 10]", field="rerank.max_boost")
         if self.mmr_lambda is not None and not (0.0 <= self.mmr_lambda <= 1.0):
-            raise InvalidArgument("mmr_lambda must be in [0, 1]", field="mmr_lambda")
+            raise InvalidArgument("mmr_lambda must be in [0, 1]", field="rerank.mmr_lambda")
         if not 1 <= self.pool_factor <= 50:
-            raise InvalidArgument("pool_factor must be in [1, 50]", field="pool_factor")
+            raise InvalidArgument("pool_factor must be in [1, 50]", field="rerank.pool_factor")
 
     @property
     def needs_pool(self) -> bool:
@@ -127,40 +127,69 @@ def apply_boosts(c: Candidates, config: RerankConfig, ctx: RerankContext) -> Can
     return Candidates(c.rows[order], boosted[order].astype(np.float32), c.query)
 
 
-def mmr(c: Candidates, k: int, lam: float, vectors: np.ndarray) -> Candidates:
-    """Greedy MMR selection of ``k`` of the candidates (scores kept as relevance)."""
-    if len(c) <= 1:
+class _Cap:
+    """Crowding over one candidate list: which positions a choice blocks once a value is full."""
+
+    def __init__(self, crowding: Crowding, values: np.ndarray, rows: np.ndarray) -> None:
+        self.limit = crowding.max_per_value
+        self.counts: dict[object, int] = {}
+        self.values_at: list[list[object]] = []
+        self.positions: dict[object, list[int]] = {}
+        for position, row in enumerate(rows.tolist()):
+            raw = values[row]
+            item_values = list(raw) if isinstance(raw, (list, tuple, np.ndarray)) else [raw]
+            self.values_at.append(item_values)
+            for value in item_values:
+                self.positions.setdefault(value, []).append(position)
+
+    def take(self, position: int) -> list[int]:
+        """Count the candidate at ``position``; return the positions its full values now block."""
+        blocked: list[int] = []
+        for value in self.values_at[position]:
+            self.counts[value] = self.counts.get(value, 0) + 1
+            if self.counts[value] == self.limit:
+                blocked.extend(self.positions[value])
+        return blocked
+
+
+def mmr(
+    c: Candidates, k: int, lam: float, vectors: np.ndarray, cap: _Cap | None = None
+) -> Candidates:
+    """Greedy MMR choice of at most ``k`` candidates (scores kept as relevance).
+
+    With ``cap``, a crowding value that reaches its limit removes its other candidates from the
+    choice. Each step costs one (pool × d) product: O(k · pool · d) in all, not O(pool²).
+    """
+    if len(c) == 0:
         return c
     v = np.asarray(vectors[c.rows], dtype=np.float32)
-    sims = v @ v.T
-    chosen: list[int] = []
-    redundancy = np.full(len(c), -np.inf)
-    available = np.ones(len(c), dtype=bool)
     relevance = c.scores.astype(np.float64)
-    for _ in range(min(k, len(c))):
-        penalty = np.where(np.isneginf(redundancy), 0.0, redundancy)
-        value = np.where(available, lam * relevance - (1.0 - lam) * penalty, -np.inf)
+    redundancy = np.zeros(len(c))
+    available = np.ones(len(c), dtype=bool)
+    chosen: list[int] = []
+    while len(chosen) < k and available.any():
+        value = np.where(available, lam * relevance - (1.0 - lam) * redundancy, -np.inf)
         i = int(np.argmax(value))
-        chosen.append(i)
         available[i] = False
-        redundancy = np.maximum(redundancy, sims[i])
-    rest = [i for i in range(len(c)) if available[i]]
-    order = np.asarray(chosen + rest, dtype=np.int64)
+        if cap is not None:
+            available[cap.take(i)] = False
+        # The first choice has no redundancy; every later one is judged against all chosen.
+        redundancy = np.maximum(redundancy, v @ v[i]) if chosen else v @ v[i]
+        chosen.append(i)
+    order = np.asarray(chosen, dtype=np.int64)
     return Candidates(c.rows[order], c.scores[order], c.query)
 
 
 def crowd(c: Candidates, k: int, crowding: Crowding, values: np.ndarray) -> Candidates:
     """Keep candidates in order while no value of the field exceeds its cap; at most ``k``."""
-    counts: dict[object, int] = {}
+    cap = _Cap(crowding, values, c.rows)
+    blocked = np.zeros(len(c), dtype=bool)
     keep: list[int] = []
-    for i, row in enumerate(c.rows):
-        raw = values[row]
-        item_values = list(raw) if isinstance(raw, (list, tuple, np.ndarray)) else [raw]
-        if any(counts.get(v, 0) >= crowding.max_per_value for v in item_values):
+    for position in range(len(c)):
+        if blocked[position]:
             continue
-        for v in item_values:
-            counts[v] = counts.get(v, 0) + 1
-        keep.append(i)
+        keep.append(position)
+        blocked[cap.take(position)] = True
         if len(keep) == k:
             break
     idx = np.asarray(keep, dtype=np.int64)
@@ -177,8 +206,12 @@ def rerank(c: Candidates, k: int, config: RerankConfig, ctx: RerankContext) -> C
         c = Candidates(c.rows[order], scores[order], c.query)
     if config.boosts:
         c = apply_boosts(c, config, ctx)
+    values = ctx.field_values(config.crowding.field) if config.crowding is not None else None
     if config.mmr_lambda is not None:
-        c = mmr(c, k if config.crowding is None else len(c), config.mmr_lambda, ctx.vectors)
-    if config.crowding is not None:
-        return crowd(c, k, config.crowding, ctx.field_values(config.crowding.field))
+        cap = None
+        if config.crowding is not None and values is not None:
+            cap = _Cap(config.crowding, values, c.rows)
+        return mmr(c, k, config.mmr_lambda, ctx.vectors, cap)
+    if config.crowding is not None and values is not None:
+        return crowd(c, k, config.crowding, values)
     return Candidates(c.rows[:k], c.scores[:k], c.query)

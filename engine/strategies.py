@@ -31,6 +31,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 # best_score probes with (and scores against) at most this many of the strongest liked items.
 MAX_PROBES = 64
 KMEANS_ITERATIONS = 15
+KMEANS_RESTARTS = 8
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,18 @@ class Candidates:
     rows: np.ndarray
     scores: np.ndarray
     query: np.ndarray | None = None
+    # True when the order itself is the ranking (a merge of lists whose scores are not on one
+    # scale): stages that weigh relevance then use the rank, not the scores.
+    merged: bool = False
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def relevance(self) -> np.ndarray:
+        """``float64 (m,)`` in [0, 1], higher is better: rescaled cosines, or rank for a merge."""
+        if self.merged:
+            return 1.0 - np.arange(len(self.rows), dtype=np.float64) / max(len(self.rows), 1)
+        return (np.clip(self.scores.astype(np.float64), -1.0, 1.0) + 1.0) / 2.0
 
 
 def check_strategy(strategy: str, max_interests: int) -> None:
@@ -104,12 +114,19 @@ def best_score_candidates(
     probes, strength = _positives(signal, config)
     if len(probes) == 0:
         return None
-    _, rows = searcher.search(probes, pool, allowed)
+    top, rows = searcher.search(probes, pool, allowed)
     union = np.unique(rows[rows >= 0])
     if union.size == 0:
         return Candidates(union.astype(np.int64), np.zeros(0, np.float32))
     cand = np.asarray(searcher.vectors[union], dtype=np.float32)
-    scores = (cand @ probes.T * strength[None, :]).max(axis=1)
+    scale = strength.astype(np.float64)
+    if signal.interest is not None and len(probes) > 1:
+        # Text-to-item cosines run lower than item-to-item ones (~0.5 against ~0.8 with MiniLM):
+        # the interests probe is put on the liked items' scale by its best match, or it would
+        # never win a candidate.
+        best = np.maximum(top[:, 0].astype(np.float64), 1e-6)
+        scale[-1] *= float(np.median(best[:-1])) / best[-1]
+    scores = (cand @ probes.T * scale[None, :]).max(axis=1)
     if len(signal.disliked_vectors) and config.dislike_weight > 0:
         rel = signal.disliked_strength / signal.disliked_strength.max()
         negative = (cand @ signal.disliked_vectors.T * rel[None, :]).max(axis=1)
@@ -121,12 +138,26 @@ def best_score_candidates(
 def weighted_kmeans(
     vectors: np.ndarray, weights: np.ndarray, k: int, *, seed: int = 0
 ) -> np.ndarray:
-    """Cluster labels ``int64 (n,)`` of unit ``vectors`` by spherical weighted k-means (k-means++)."""
-    n = len(vectors)
-    k = min(k, n)
+    """Cluster labels ``int64 (n,)`` of unit ``vectors`` by spherical weighted k-means.
+
+    ``KMEANS_RESTARTS`` k-means++ seedings, each refined by Lloyd steps; the labelling with the
+    largest weighted cosine to its centroids wins (one seeding can strand a small taste).
+    """
     rng = np.random.default_rng(seed)
-    # k-means++ seeding on cosine distance; the strongest item seeds the first cluster.
-    centers = [int(np.argmax(weights))]
+    best_labels, best_objective = np.zeros(len(vectors), dtype=np.int64), -np.inf
+    for _ in range(KMEANS_RESTARTS):
+        labels, objective = _kmeans_once(vectors, weights, min(k, len(vectors)), rng)
+        if objective > best_objective + 1e-9:
+            best_labels, best_objective = labels, objective
+    return best_labels
+
+
+def _kmeans_once(
+    vectors: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    n = len(vectors)
+    # k-means++ seeding on cosine distance.
+    centers = [int(rng.choice(n, p=weights / weights.sum()))]
     for _ in range(1, k):
         sims = vectors @ vectors[centers].T
         distance = np.clip(1.0 - sims.max(axis=1), 0.0, None) * weights
@@ -146,7 +177,8 @@ def weighted_kmeans(
                 centroids[c] = normalize_rows(
                     (weights[members, None] * vectors[members]).sum(axis=0)
                 )[0]
-    return labels
+    objective = float((weights * (vectors @ centroids.T)[np.arange(n), labels]).sum())
+    return labels, objective
 
 
 def multi_interest_candidates(
@@ -221,7 +253,11 @@ def _dhondt_merge(
         taken[i] += 1
         cursor[i] += 1
     return Candidates(
-        np.asarray(out_rows, dtype=np.int64), np.asarray(out_scores, dtype=np.float32)
+        np.asarray(out_rows, dtype=np.int64),
+        # Each item's similarity to its own interest, capped by the one above it: the list's
+        # order is the merge's, and its scores must read in that order.
+        np.minimum.accumulate(np.asarray(out_scores, dtype=np.float32)),
+        merged=True,
     )
 
 

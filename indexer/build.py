@@ -13,10 +13,12 @@ from tqdm import tqdm
 
 from engine import __version__
 from engine.bundle import BundleContent, new_version_id, write_bundle
+from engine.embed_cache import CACHE_DIR_NAME, CachedEmbedder, EmbeddingCache
 from engine.embedder import DEFAULT_MODEL, Embedder, load_embedder
 from engine.errors import InvalidArgument
 from engine.interactions import InteractionsSpec, load_interactions, popularity
 from engine.manifest import MANIFEST_FILE, IndexInfo, Manifest, ModelInfo
+from engine.writer_lock import writer_lock
 from indexer.catalog import Catalog, CatalogSpec, load_catalog
 from indexer.faiss_build import build_faiss_index, default_search_params
 from indexer.index_choice import choose_index
@@ -40,6 +42,13 @@ class BuildConfig:
     interactions: InteractionsSpec | None = None
     progress: bool = True
     threads: int | None = None
+    # Reuse embeddings of unchanged texts from earlier builds (engine/embed_cache.py).
+    cache: bool = True
+    cache_dir: Path | None = None  # default: <indexes_dir>/.cache, shared by every index
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.indexes_dir / CACHE_DIR_NAME
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class BuildReport:
     path: Path
     manifest: Manifest
     seconds: dict[str, float] = field(default_factory=dict)
+    embedded: int = 0  # texts the model embedded
+    cached: int = 0  # texts whose vectors came from the embedding cache
 
 
 def validate_name(name: str) -> str:
@@ -75,11 +86,18 @@ def embed_texts(
 def build(config: BuildConfig, embedder: Embedder | None = None) -> BuildReport:
     """Build a new version of index ``config.name`` and make it current.
 
-    Nothing under ``indexes_dir`` changes unless the whole build succeeds.
+    Nothing under ``indexes_dir`` changes unless the whole build succeeds (the embedding cache
+    aside: it keeps what was embedded, so a failed or killed build's rerun is quicker). Holds the
+    index's writer lock throughout: a concurrent build, rollback or gc fails with IndexLocked.
     """
     validate_name(config.name)
     if config.batch_size < 1:
         raise InvalidArgument("batch size must be >= 1", field="batch_size")
+    with writer_lock(config.indexes_dir / config.name):
+        return _build_locked(config, embedder)
+
+
+def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     catalog = load_catalog(config.catalog)
@@ -87,10 +105,16 @@ def build(config: BuildConfig, embedder: Embedder | None = None) -> BuildReport:
     seconds["read"] = time.perf_counter() - started
 
     embedder = embedder or load_embedder(config.model, threads=config.threads)
+    cached = CachedEmbedder(embedder, EmbeddingCache(config.cache_path)) if config.cache else None
     mark = time.perf_counter()
-    vectors = embed_texts(
-        embedder, catalog.texts, batch_size=config.batch_size, progress=config.progress
-    )
+    if cached is not None:
+        vectors = cached.embed(
+            catalog.texts, batch_size=config.batch_size, progress=config.progress
+        )
+    else:
+        vectors = embed_texts(
+            embedder, catalog.texts, batch_size=config.batch_size, progress=config.progress
+        )
     seconds["embed"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -116,7 +140,13 @@ def build(config: BuildConfig, embedder: Embedder | None = None) -> BuildReport:
     seconds["write"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
     written = Manifest.from_json((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-    return BuildReport(path=path, manifest=written, seconds=seconds)
+    return BuildReport(
+        path=path,
+        manifest=written,
+        seconds=seconds,
+        embedded=cached.embedded if cached is not None else len(catalog),
+        cached=cached.hits if cached is not None else 0,
+    )
 
 
 def _manifest(
@@ -132,7 +162,9 @@ def _manifest(
     return Manifest(
         name=config.name,
         version=new_version_id(now),
-        created_at=now.isoformat(timespec="seconds"),
+        # Milliseconds: rollback's "previous version" is by creation time, and builds can
+        # follow each other within a second.
+        created_at=now.isoformat(timespec="milliseconds"),
         vecrec_version=__version__,
         model=ModelInfo(
             spec=embedder.spec,

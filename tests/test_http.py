@@ -136,7 +136,8 @@ def test_recommend(client: httpx.Client, ids: list[str]) -> None:
     assert body["source"] == "history" and len(got) == 7 == len(set(got))
     assert not set(got) & set(ids[:4])
     first = body["items"][0]
-    assert set(first) == {"id", "score", "text", "metadata"} and "title" in first["metadata"]
+    assert set(first) == {"id", "score", "text", "metadata", "reasons"}
+    assert "title" in first["metadata"] and first["reasons"] == []  # no explain: no reasons
     scores = [item["score"] for item in body["items"]]
     assert scores == sorted(scores, reverse=True)
 

@@ -15,6 +15,8 @@ import numpy as np
 from engine.ann import Searcher, is_exact
 from engine.embedder import normalize_rows
 
+TIE_TOLERANCE = 1e-5
+
 
 @dataclass(frozen=True)
 class AnnQuality:
@@ -43,15 +45,18 @@ def ann_quality(
 ) -> AnnQuality:
     """Recall@k of ``searcher``'s index against its exact twin, and ms per single query."""
     probes = probe_queries(searcher.vectors, queries, seed)
-    _, exact = searcher.exact(probes, k)
+    exact_scores, _ = searcher.exact(probes, k)
     start = time.perf_counter()
     found = np.vstack([searcher.search(q[None, :], k, params=params)[1] for q in probes])
     elapsed = time.perf_counter() - start
-    recall = float(
-        np.mean(
-            [len(set(f) & set(e)) / k for f, e in zip(found.tolist(), exact.tolist(), strict=True)]
-        )
-    )
+    # A hit is any result scoring at least the exact k-th score: items tied with it (to float
+    # rounding, which differs between one-query and batched products) are equally correct.
+    vectors = np.asarray(searcher.vectors)
+    hits = [
+        np.count_nonzero(vectors[f[f >= 0]] @ q >= kth - TIE_TOLERANCE)
+        for f, q, kth in zip(found, probes, exact_scores[:, -1], strict=True)
+    ]
+    recall = float(np.mean(hits) / k)
     used = {**searcher.default_params, **(params or {})}
     return AnnQuality(recall, 1000 * elapsed / queries, used, queries, k)
 
