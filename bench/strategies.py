@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,44 +36,41 @@ POPULARITY = (Boost("popularity", 1.0),)
 
 
 def variants() -> dict[str, dict]:
+    mean = QueryOptions(strategy="mean")
+    multi = QueryOptions(strategy="multi_interest", max_interests=3)
+    best = QueryOptions(strategy="best_score")
+
+    def with_(options: QueryOptions, **rerank: object) -> QueryOptions:
+        return replace(options, rerank=RerankConfig(**rerank))  # type: ignore[arg-type]
+
     return {
-        "mean (foundation default)": {},
+        "mean (foundation default)": {"options": mean},
         "mean, neutral 3 (low ratings = dislikes)": {
-            "user_model": UserModelConfig(neutral_weight=3.0)
+            "options": mean,
+            "user_model": UserModelConfig(neutral_weight=3.0),
         },
-        "mean, no recency decay": {"user_model": UserModelConfig(half_life_days=None)},
-        "best_score": {"options": QueryOptions(strategy="best_score")},
+        "mean, no recency decay": {
+            "options": mean,
+            "user_model": UserModelConfig(half_life_days=None),
+        },
+        "best_score": {"options": best},
         "best_score, neutral 3": {
-            "options": QueryOptions(strategy="best_score"),
+            "options": best,
             "user_model": UserModelConfig(neutral_weight=3.0),
         },
-        "multi_interest m=3": {"options": QueryOptions(strategy="multi_interest", max_interests=3)},
-        "multi_interest m=5": {"options": QueryOptions(strategy="multi_interest", max_interests=5)},
-        "mean + MMR 0.7": {"options": QueryOptions(rerank=RerankConfig(mmr_lambda=0.7))},
-        "mean + crowding genres<=3": {
-            "options": QueryOptions(rerank=RerankConfig(crowding=Crowding("genres", 3)))
-        },
-        "mean + popularity boost 1.2x": {
-            "options": QueryOptions(rerank=RerankConfig(boosts=POPULARITY, max_boost=1.2))
-        },
-        "mean + popularity boost 2x": {
-            "options": QueryOptions(rerank=RerankConfig(boosts=POPULARITY, max_boost=2.0))
-        },
-        "best_score, neutral 3 + popularity boost 2x": {
-            "options": QueryOptions(
-                strategy="best_score", rerank=RerankConfig(boosts=POPULARITY, max_boost=2.0)
-            ),
-            "user_model": UserModelConfig(neutral_weight=3.0),
-        },
+        "multi_interest m=3": {"options": multi},
+        "multi_interest m=5": {"options": replace(multi, max_interests=5)},
+        "mean + MMR 0.7": {"options": with_(mean, mmr_lambda=0.7)},
+        "multi_interest + MMR 0.7": {"options": with_(multi, mmr_lambda=0.7)},
+        "multi_interest + MMR 0.5": {"options": with_(multi, mmr_lambda=0.5)},
+        "mean + crowding genres<=3": {"options": with_(mean, crowding=Crowding("genres", 3))},
+        "mean + popularity boost 1.2x": {"options": with_(mean, boosts=POPULARITY, max_boost=1.2)},
+        "mean + popularity boost 2x": {"options": with_(mean, boosts=POPULARITY, max_boost=2.0)},
         "best_score + popularity boost 2x": {
-            "options": QueryOptions(
-                strategy="best_score", rerank=RerankConfig(boosts=POPULARITY, max_boost=2.0)
-            )
+            "options": with_(best, boosts=POPULARITY, max_boost=2.0)
         },
-        "multi_interest m=3 + popularity boost 2x": {
-            "options": QueryOptions(
-                strategy="multi_interest", rerank=RerankConfig(boosts=POPULARITY, max_boost=2.0)
-            )
+        "multi_interest + popularity boost 2x": {
+            "options": with_(multi, boosts=POPULARITY, max_boost=2.0)
         },
     }
 

@@ -10,12 +10,13 @@ import pandas as pd
 from engine.ann import Searcher
 from engine.bundle import Bundle
 from engine.errors import InvalidArgument
-from engine.rerank import RerankConfig, RerankContext, Transform, rerank
+from engine.rerank import FieldCodes, RerankConfig, RerankContext, Transform, rerank
 from engine.rerankers import TextReranker
 from engine.strategies import Candidates
 
 # Re-ranking never looks at more candidates than this, whatever k and the pool factor ask.
 MAX_POOL = 2000
+CROWDING_MIN_POOL = 256
 # Crowding may leave a list short; the pool then grows this many times before giving up.
 POOL_GROWTH_ROUNDS = 3
 
@@ -30,12 +31,17 @@ class Ranker:
         self.searcher = searcher
         self.text_reranker = text_reranker
         self._boost_cache: dict[tuple[str, str], np.ndarray] = {}
-        self._field_cache: dict[str, np.ndarray] = {}
+        self._field_cache: dict[str, FieldCodes] = {}
 
     def pool_size(self, k: int, config: RerankConfig) -> int:
         if not config.needs_pool:
             return k
-        return int(min(max(k * config.pool_factor, k + 20), max(MAX_POOL, k), len(self.bundle)))
+        pool = max(k * config.pool_factor, k + 20)
+        if config.crowding is not None:
+            # A cap on a common value (genre Drama) discards most of a small pool; one scan of
+            # 256 costs the same as one of 40, and saves the rounds of growing the pool.
+            pool = max(pool, CROWDING_MIN_POOL)
+        return int(min(pool, max(MAX_POOL, k), len(self.bundle)))
 
     def rank(
         self,
@@ -69,7 +75,7 @@ class Ranker:
         for boost in config.boosts:
             self.boost_values(boost.field, boost.transform)
         if config.crowding is not None:
-            self.field_values(config.crowding.field)
+            self.field_codes(config.crowding.field)
 
     def _context(self, text: str | None) -> RerankContext:
         scorer = None
@@ -82,7 +88,7 @@ class Ranker:
         return RerankContext(
             vectors=self.bundle.vectors,
             boost_values=self.boost_values,
-            field_values=self.field_values,
+            field_codes=self.field_codes,
             text_scores=scorer,
         )
 
@@ -104,15 +110,20 @@ class Ranker:
             self._boost_cache[key] = scaled.fillna(0.0).to_numpy(dtype=np.float64)
         return self._boost_cache[key]
 
-    def field_values(self, name: str) -> np.ndarray:
-        """``object (n,)``: the field's value per row (lists for list fields)."""
+    def field_codes(self, name: str) -> FieldCodes:
+        """The field's values per row as integer codes (a list field has several per row)."""
         if name not in self._field_cache:
             column = self._column(name, "rerank.crowding")
-            # Filled one by one: np.asarray would make equal-length lists a 2-d array.
-            values = np.empty(len(column), dtype=object)
-            for row, value in enumerate(column.tolist()):
-                values[row] = tuple(value) if isinstance(value, (list, np.ndarray)) else value
-            self._field_cache[name] = values
+            code_of: dict[object, int] = {}
+            indptr = [0]
+            codes: list[int] = []
+            for value in column.tolist():
+                values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+                codes.extend(code_of.setdefault(v, len(code_of)) for v in values)
+                indptr.append(len(codes))
+            self._field_cache[name] = FieldCodes(
+                np.asarray(indptr, dtype=np.int64), np.asarray(codes, dtype=np.int64), len(code_of)
+            )
         return self._field_cache[name]
 
     def _column(self, name: str, where: str) -> pd.Series:

@@ -99,7 +99,7 @@ class RerankContext:
 
     vectors: np.ndarray
     boost_values: Callable[[str, Transform], np.ndarray]  # field → float64 (n,) in [0, 1]
-    field_values: Callable[[str], np.ndarray]  # field → object (n,): scalars or lists
+    field_codes: Callable[[str], FieldCodes]
     text_scores: Callable[[Sequence[int]], np.ndarray] | None = None  # rows → cross-encoder scores
     trace: dict[str, float] = field(default_factory=dict)
 
@@ -127,29 +127,36 @@ def apply_boosts(c: Candidates, config: RerankConfig, ctx: RerankContext) -> Can
     return Candidates(c.rows[order], boosted[order].astype(np.float32), c.query)
 
 
+@dataclass(frozen=True)
+class FieldCodes:
+    """A field's values as integer codes, CSR-style: row r holds ``codes[indptr[r]:indptr[r+1]]``."""
+
+    indptr: np.ndarray
+    codes: np.ndarray
+    n_values: int
+
+
 class _Cap:
     """Crowding over one candidate list: which positions a choice blocks once a value is full."""
 
-    def __init__(self, crowding: Crowding, values: np.ndarray, rows: np.ndarray) -> None:
+    def __init__(self, crowding: Crowding, field: FieldCodes, rows: np.ndarray) -> None:
         self.limit = crowding.max_per_value
-        self.counts: dict[object, int] = {}
-        self.values_at: list[list[object]] = []
-        self.positions: dict[object, list[int]] = {}
-        for position, row in enumerate(rows.tolist()):
-            raw = values[row]
-            item_values = list(raw) if isinstance(raw, (list, tuple, np.ndarray)) else [raw]
-            self.values_at.append(item_values)
-            for value in item_values:
-                self.positions.setdefault(value, []).append(position)
+        starts, ends = field.indptr[rows], field.indptr[rows + 1]
+        lengths = ends - starts
+        # (candidate position, value code) pairs of the whole list, gathered without a loop.
+        self.pair_pos = np.repeat(np.arange(len(rows)), lengths)
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        self.pair_code = field.codes[np.arange(int(lengths.sum())) + offsets]
+        self.counts = np.zeros(field.n_values, dtype=np.int64)
 
-    def take(self, position: int) -> list[int]:
+    def take(self, position: int) -> np.ndarray:
         """Count the candidate at ``position``; return the positions its full values now block."""
-        blocked: list[int] = []
-        for value in self.values_at[position]:
-            self.counts[value] = self.counts.get(value, 0) + 1
-            if self.counts[value] == self.limit:
-                blocked.extend(self.positions[value])
-        return blocked
+        mine = self.pair_code[self.pair_pos == position]
+        self.counts[mine] += 1
+        full = mine[self.counts[mine] >= self.limit]
+        if full.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        return self.pair_pos[np.isin(self.pair_code, full)]
 
 
 def mmr(
@@ -180,7 +187,7 @@ def mmr(
     return Candidates(c.rows[order], c.scores[order], c.query)
 
 
-def crowd(c: Candidates, k: int, crowding: Crowding, values: np.ndarray) -> Candidates:
+def crowd(c: Candidates, k: int, crowding: Crowding, values: FieldCodes) -> Candidates:
     """Keep candidates in order while no value of the field exceeds its cap; at most ``k``."""
     cap = _Cap(crowding, values, c.rows)
     blocked = np.zeros(len(c), dtype=bool)
@@ -206,7 +213,7 @@ def rerank(c: Candidates, k: int, config: RerankConfig, ctx: RerankContext) -> C
         c = Candidates(c.rows[order], scores[order], c.query)
     if config.boosts:
         c = apply_boosts(c, config, ctx)
-    values = ctx.field_values(config.crowding.field) if config.crowding is not None else None
+    values = ctx.field_codes(config.crowding.field) if config.crowding is not None else None
     if config.mmr_lambda is not None:
         cap = None
         if config.crowding is not None and values is not None:

@@ -129,11 +129,14 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
     root = Path(root)
     _require_index_root(root)
     current = current_version(root)
-    described = [
-        _describe(child, current)
-        for child in root.iterdir()
-        if not child.name.startswith(".") and child.is_dir() and (child / MANIFEST_FILE).is_file()
-    ]
+    described = []
+    for child in root.iterdir():
+        if child.name.startswith(".") or not (child / MANIFEST_FILE).is_file():
+            continue
+        try:
+            described.append(_describe(child, current))
+        except FileNotFoundError:  # collected by a concurrent gc: listing takes no lock
+            continue
     return [info for _, info in sorted(described, key=lambda pair: pair[0])]
 
 
