@@ -22,7 +22,6 @@ from typing import Literal, get_args
 import numpy as np
 
 from engine.ann import Searcher
-from engine.embedder import normalize_rows
 from engine.errors import InvalidArgument
 from engine.usermodel import UserModelConfig, UserSignal, mean_query
 
@@ -31,7 +30,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 # best_score probes with (and scores against) at most this many of the strongest liked items.
 MAX_PROBES = 64
 KMEANS_ITERATIONS = 15
-KMEANS_RESTARTS = 8
+KMEANS_RESTARTS = 4
 
 
 @dataclass(frozen=True)
@@ -156,28 +155,30 @@ def _kmeans_once(
     vectors: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, float]:
     n = len(vectors)
+    x = vectors.astype(np.float64)
     # k-means++ seeding on cosine distance.
     centers = [int(rng.choice(n, p=weights / weights.sum()))]
+    best_sim = x @ x[centers[0]]
     for _ in range(1, k):
-        sims = vectors @ vectors[centers].T
-        distance = np.clip(1.0 - sims.max(axis=1), 0.0, None) * weights
+        distance = np.clip(1.0 - best_sim, 0.0, None) * weights
         if distance.sum() <= 0:
             break
         centers.append(int(rng.choice(n, p=distance / distance.sum())))
-    centroids = vectors[centers].astype(np.float64)
-    labels = np.zeros(n, dtype=np.int64)
+        best_sim = np.maximum(best_sim, x @ x[centers[-1]])
+    centroids = x[centers]
+    labels = np.full(n, -1, dtype=np.int64)
     for _ in range(KMEANS_ITERATIONS):
-        new = np.argmax(vectors @ centroids.T, axis=1)
-        if np.array_equal(new, labels) and _ > 0:
+        new = np.argmax(x @ centroids.T, axis=1)
+        if np.array_equal(new, labels):
             break
         labels = new
-        for c in range(len(centroids)):
-            members = labels == c
-            if members.any():
-                centroids[c] = normalize_rows(
-                    (weights[members, None] * vectors[members]).sum(axis=0)
-                )[0]
-    objective = float((weights * (vectors @ centroids.T)[np.arange(n), labels]).sum())
+        # Weighted member sums per cluster in one product, then back onto the sphere.
+        onehot = np.zeros((n, len(centroids)))
+        onehot[np.arange(n), labels] = weights
+        sums = onehot.T @ x
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        centroids = np.where(norms > 0, sums / np.maximum(norms, 1e-12), centroids)
+    objective = float((weights * (x @ centroids.T)[np.arange(n), labels]).sum())
     return labels, objective
 
 
