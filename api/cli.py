@@ -19,17 +19,19 @@ from api.cli_common import (
     Parser,
     add_catalog_options,
     add_interactions_options,
-    add_rerank_options,
     catalog_spec,
     describe_manifest,
     interactions_spec,
-    parse_filter,
-    parse_history,
     positive_int,
     print_json,
+    resolve_index,
+)
+from api.cli_query import (
+    add_rerank_options,
+    parse_filter,
+    parse_history,
     print_results,
     query_options,
-    resolve_index,
 )
 from engine import Recommender, VecrecError
 from engine.bundle import resolve_bundle_dir
