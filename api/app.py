@@ -6,6 +6,8 @@ Run with ``vecrec serve`` or ``uvicorn api.app:create_app --factory``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +16,7 @@ import faiss
 from fastapi import FastAPI
 
 from api import errors, routes
+from api.reload import Reloader
 from api.settings import Settings
 from engine import CrossEncoderReranker, Recommender, __version__, load_embedder
 
@@ -51,7 +54,18 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
         log.info(
             "serving %s version %s (%d items)", manifest.name, manifest.version, manifest.item_count
         )
-        yield
+        poller = None
+        if settings.reload_interval > 0:
+            poller = asyncio.create_task(
+                app.state.reloader.poll(app.state, settings.reload_interval)
+            )
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
 
     app = FastAPI(
         title="vecrec",
@@ -59,6 +73,9 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
         description="Recommendations, similar items and search by meaning over a FAISS index.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.reloader = Reloader(settings.index, lambda: load_recommender(settings))
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(routes.admin)
     return app

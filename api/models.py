@@ -234,6 +234,18 @@ class Health(BaseModel):
     index: str
     version: str
     items: int
+    reloads: int = Field(0, description="hot reloads that replaced the bundle")
+    reload_failures: int = Field(0, description="reloads refused; the old bundle kept serving")
+    last_reload_error: str | None = Field(
+        None, description="why the last reload was refused; cleared by a successful one"
+    )
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool = Field(description="false when the served version is already current")
+    previous: str = Field(description="the version served before the call")
+    version: str = Field(description="the version served now")
+    items: int
 
 
 class ErrorBody(BaseModel):

@@ -8,10 +8,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
-from api.models import FilterSpec, Health, Item, RecommendRequest, ResultsResponse, SearchRequest
+from api.auth import require_admin
+from api.models import (
+    FilterSpec,
+    Health,
+    Item,
+    RecommendRequest,
+    ReloadResponse,
+    ResultsResponse,
+    SearchRequest,
+)
+from api.reload import Reloader
 from engine import Filter, InvalidArgument, Recommender
 
 router = APIRouter()
+# The key check sits on the router so no future admin route can be added without it.
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 def get_recommender(request: Request) -> Recommender:
@@ -19,7 +31,13 @@ def get_recommender(request: Request) -> Recommender:
     return recommender
 
 
+def get_reloader(request: Request) -> Reloader:
+    reloader: Reloader = request.app.state.reloader
+    return reloader
+
+
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 _FILTERS = TypeAdapter(list[FilterSpec])
 
 
@@ -85,11 +103,17 @@ def similar(
 
 
 @router.get("/health", response_model=Health, tags=["ops"])
-def health(recommender: RecommenderDep) -> Health:
-    """Liveness, and which bundle is loaded."""
+def health(recommender: RecommenderDep, reloader: ReloaderDep) -> Health:
+    """Liveness, which bundle is loaded, and how hot reloads went."""
     manifest = recommender.bundle.manifest
     return Health(
-        status="ok", index=manifest.name, version=manifest.version, items=len(recommender.bundle)
+        status="ok",
+        index=manifest.name,
+        version=manifest.version,
+        items=len(recommender.bundle),
+        reloads=reloader.reloads,
+        reload_failures=reloader.failures,
+        last_reload_error=reloader.last_error,
     )
 
 
@@ -97,3 +121,21 @@ def health(recommender: RecommenderDep) -> Health:
 def index_manifest(recommender: RecommenderDep) -> dict[str, Any]:
     """The loaded bundle's manifest."""
     return recommender.bundle.manifest.to_dict()
+
+
+@admin.post("/reload", response_model=ReloadResponse)
+async def reload(
+    request: Request,
+    reloader: ReloaderDep,
+    force: Annotated[bool, Query(description="reload even if CURRENT names the served version")] = (
+        False
+    ),
+) -> ReloadResponse:
+    """Serve the version ``CURRENT`` now names; a bundle that fails verification is refused."""
+    outcome = await reloader.reload(request.app.state, force=force)
+    return ReloadResponse(
+        reloaded=outcome.reloaded,
+        previous=outcome.previous,
+        version=outcome.version,
+        items=outcome.items,
+    )

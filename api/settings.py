@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import QueryOptions, RecommenderConfig
@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     )
     cross_encoder: str | None = Field(
         None, description="local cross-encoder model directory for rerank.cross_encoder"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="bearer key of the /admin routes; unset, they answer 403"
+    )
+    reload_interval: float = Field(
+        0, ge=0, description="seconds between checks of CURRENT for a new version; 0: off"
     )
 
     def recommender_config(self) -> RecommenderConfig:

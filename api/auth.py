@@ -1,0 +1,36 @@
+"""The admin key: ``Authorization: Bearer <VECREC_API_KEY>`` on every ``/admin`` route."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.settings import Settings
+
+# auto_error=False: a missing header must get our 401 (with WWW-Authenticate), not FastAPI's.
+_bearer = HTTPBearer(auto_error=False, description="the server's VECREC_API_KEY")
+
+
+def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Admit the request only with the configured key; no key configured means no admin at all.
+
+    Runs before anything else the route does, so a refused caller learns nothing about the
+    server's indexes or items.
+    """
+    settings: Settings = request.app.state.settings
+    if settings.api_key is None or not settings.api_key.get_secret_value():
+        # Closed, not open: a forgotten setting must never expose reloads to anyone.
+        raise HTTPException(403, "admin endpoints are disabled: set VECREC_API_KEY")
+    expected = settings.api_key.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    # Constant time, so response timing does not reveal how much of a guessed key was right.
+    if not (given and hmac.compare_digest(given, expected)):
+        raise HTTPException(
+            401, "a valid admin key is required", headers={"WWW-Authenticate": "Bearer"}
+        )
