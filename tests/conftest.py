@@ -59,6 +59,14 @@ class MemoEmbedder:
         return normalize_rows(np.stack([self.memo[t] for t in texts]))
 
 
+def clustered(n: int, d: int, seed: int = 0, centers: int = 20) -> np.ndarray:
+    """``float32 (n, d)`` unit vectors around ``centers`` random directions (ANN test data)."""
+    rng = np.random.default_rng(seed)
+    middles = rng.normal(size=(centers, d))
+    x = middles[rng.integers(0, centers, n)] + 0.3 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 def movies_slice(directory: Path, ids: Sequence[str]) -> Path:
     """A movies.csv holding only ``ids`` (in catalogue order)."""
     movies = pd.read_csv(SAMPLE_DIR / "movies.csv", dtype={"movieId": str})

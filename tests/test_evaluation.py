@@ -32,6 +32,7 @@ from engine.evaluation.splits import validation_split
 from indexer.build import BuildConfig, build
 from indexer.catalog import CatalogSpec
 from indexer.faiss_build import build_faiss_index
+from tests.conftest import clustered
 
 Row = tuple[str, str, float, float]
 
@@ -705,10 +706,7 @@ def test_evaluate_search_exact_text_ranks_its_document_first(
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(16, d))
-    x = centers[rng.integers(0, 16, n)] + 0.3 * rng.normal(size=(n, d))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return clustered(n, d, seed, centers=16)
 
 
 @pytest.fixture(scope="module")

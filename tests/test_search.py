@@ -10,16 +10,9 @@ from engine import Filter, HashEmbedder, HistoryEvent, InvalidArgument, Recommen
 from engine.ann import Searcher
 from indexer.faiss_build import build_faiss_index
 from indexer.sample import SAMPLE_DIR
-from tests.conftest import movies_slice, sample_build
+from tests.conftest import clustered, movies_slice, sample_build
 
 FACTORIES = ["Flat", "HNSW16", "IVF16,Flat", "IVF16,SQ8"]
-
-
-def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(20, d))
-    x = centers[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, d))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
