@@ -18,25 +18,45 @@ from fastapi import FastAPI
 from api import errors, routes
 from api.reload import Reloader
 from api.settings import Settings
-from engine import CrossEncoderReranker, Recommender, __version__, load_embedder
+from engine import (
+    Bundle,
+    CrossEncoderReranker,
+    Embedder,
+    Recommender,
+    __version__,
+    load_embedder,
+)
 
 log = logging.getLogger("vecrec.api")
 
 
-def load_recommender(settings: Settings) -> Recommender:
-    """Open the configured bundle with the configured limits and model."""
+def load_recommender(settings: Settings, previous: Recommender | None = None) -> Recommender:
+    """Open the configured bundle with the configured limits and model.
+
+    ``previous`` is the recommender a hot reload replaces: its loaded model and cross-encoder
+    are reused when the new bundle was built with the same model, instead of loading them twice.
+    """
     faiss.omp_set_num_threads(settings.faiss_threads)
-    embedder = (
-        load_embedder(settings.model, threads=settings.embed_threads) if settings.model else None
+    bundle = Bundle.load(settings.index)
+    same_model = previous is not None and (
+        settings.model is not None or previous.bundle.manifest.model == bundle.manifest.model
     )
-    recommender = Recommender.open(
-        settings.index,
-        embedder=embedder,
-        config=settings.recommender_config(),
+    if previous is not None and same_model:
+        embedder: Embedder | None = previous.embedder
+        reranker = previous.ranker.text_reranker
+    else:
+        embedder = (
+            load_embedder(settings.model, threads=settings.embed_threads)
+            if settings.model
+            else None
+        )
+        reranker = CrossEncoderReranker(settings.cross_encoder) if settings.cross_encoder else None
+    recommender = Recommender(
+        bundle,
+        embedder,
+        settings.recommender_config(),
         embed_threads=settings.embed_threads,
-        text_reranker=CrossEncoderReranker(settings.cross_encoder)
-        if settings.cross_encoder
-        else None,
+        text_reranker=reranker,
     )
     if settings.warm_up:
         recommender.warm_up()
@@ -74,7 +94,9 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.reloader = Reloader(settings.index, lambda: load_recommender(settings))
+    app.state.reloader = Reloader(
+        settings.index, lambda: load_recommender(settings, app.state.recommender)
+    )
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(routes.admin)
