@@ -19,6 +19,7 @@ from api.cli_common import (
     resolve_index,
 )
 from engine import InvalidArgument, Recommender
+from engine.embed_cache import CACHE_DIR_NAME
 from engine.evaluation.ann import AnnQuality, ann_quality
 from engine.evaluation.beir import SearchReport
 from engine.evaluation.runner import EvalReport
@@ -70,6 +71,9 @@ def _recommender_for(args: argparse.Namespace, catalog: str | None) -> Recommend
             batch_size=args.batch_size,
             progress=not args.quiet,
             threads=args.threads,
+            # The throw-away bundle still shares the indexes' embedding cache: a second
+            # evaluation of the same catalogue and model embeds nothing.
+            cache_dir=Path(args.indexes_dir) / CACHE_DIR_NAME,
         )
     )
     return Recommender.open(report.path)
