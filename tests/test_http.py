@@ -63,6 +63,17 @@ class Server:
             time.sleep(0.2)
         raise TimeoutError("server did not become ready")
 
+    def __enter__(self) -> Server:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -73,12 +84,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(hash_index: Path) -> Iterator[Server]:
-    srv = Server(hash_index, VECREC_MAX_K="100")
-    try:
-        srv.wait_ready()
+    with Server(hash_index, VECREC_MAX_K="100") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -250,19 +257,14 @@ def test_server_refuses_a_tampered_bundle(hash_index: Path, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_real_model_server(real_index: Path) -> None:
     """The main job's configuration: real MiniLM embedding queries inside the server."""
-    srv = Server(real_index)
-    try:
-        srv.wait_ready()
-        with httpx.Client(base_url=srv.url, timeout=60.0) as c:
-            body = c.post("/search", json={"text": "space adventure", "k": 10}).json()
-            genres = [set(item["metadata"]["genres"]) for item in body["items"]]
-            assert sum("Sci-Fi" in g for g in genres) >= 7
-            body = c.post(
-                "/recommend",
-                json={"history": [{"item_id": "1", "weight": 5}], "interests": "toys", "k": 5},
-            ).json()
-            assert body["source"] == "history+interests" and len(body["items"]) == 5
-            similar = c.get("/items/260/similar", params={"k": 3}).json()
-            assert {"1196", "1210"} & {i["id"] for i in similar["items"]}
-    finally:
-        srv.stop()
+    with Server(real_index) as srv, httpx.Client(base_url=srv.url, timeout=60.0) as c:
+        body = c.post("/search", json={"text": "space adventure", "k": 10}).json()
+        genres = [set(item["metadata"]["genres"]) for item in body["items"]]
+        assert sum("Sci-Fi" in g for g in genres) >= 7
+        body = c.post(
+            "/recommend",
+            json={"history": [{"item_id": "1", "weight": 5}], "interests": "toys", "k": 5},
+        ).json()
+        assert body["source"] == "history+interests" and len(body["items"]) == 5
+        similar = c.get("/items/260/similar", params={"k": 3}).json()
+        assert {"1196", "1210"} & {i["id"] for i in similar["items"]}

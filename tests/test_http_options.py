@@ -17,13 +17,11 @@ from tests.test_rerank import make_tiny_cross_encoder
 
 @pytest.fixture(scope="module")
 def client(hash_index: Path) -> Iterator[httpx.Client]:
-    srv = Server(hash_index, VECREC_MAX_K="100")
-    try:
-        srv.wait_ready()
-        with httpx.Client(base_url=srv.url, timeout=30.0) as c:
-            yield c
-    finally:
-        srv.stop()
+    with (
+        Server(hash_index, VECREC_MAX_K="100") as srv,
+        httpx.Client(base_url=srv.url, timeout=30.0) as c,
+    ):
+        yield c
 
 
 @pytest.fixture(scope="module")

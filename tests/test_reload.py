@@ -112,12 +112,8 @@ def root(tmp_path_factory: pytest.TempPathFactory, slices: list[Path]) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[Server]:
-    srv = Server(root, VECREC_API_KEY=KEY)
-    try:
-        srv.wait_ready()
+    with Server(root, VECREC_API_KEY=KEY) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +133,11 @@ def assert_unauthorised(response: httpx.Response) -> None:
 
 
 def test_admin_is_disabled_without_a_key(hash_index: Path) -> None:
-    srv = Server(hash_index)
-    try:
-        srv.wait_ready()
+    with Server(hash_index) as srv:
         for headers in ({}, AUTH):
             response = httpx.post(f"{srv.url}/admin/reload", headers=headers)
             assert response.status_code == 403, response.text
             assert response.json()["detail"] == "admin endpoints are disabled: set VECREC_API_KEY"
-    finally:
-        srv.stop()
 
 
 def test_admin_needs_the_right_bearer_key(client: httpx.Client) -> None:
@@ -236,18 +228,16 @@ def test_polling_reloads_new_versions_and_retries_no_bad_one(
 ) -> None:
     root = tmp_path / "indexes" / "polled"
     build_version(root, slices[0])
-    srv = Server(root, VECREC_RELOAD_INTERVAL="0.2")
-    try:
-        srv.wait_ready()
-        with httpx.Client(base_url=srv.url, timeout=30.0) as c:
-            version = build_version(root, slices[1])
-            wait_for(lambda: c.get("/health").json()["version"] == version)
-            build_version(root, slices[2])
-            tamper(root)
-            wait_for(lambda: c.get("/health").json()["reload_failures"] == 1)
-            time.sleep(1.0)  # five more polls: the refused version is not retried
-            health = c.get("/health").json()
-            assert health["version"] == version and health["reload_failures"] == 1
-            assert health["reloads"] == 1 and "checksum" in health["last_reload_error"]
-    finally:
-        srv.stop()
+    with (
+        Server(root, VECREC_RELOAD_INTERVAL="0.2") as srv,
+        httpx.Client(base_url=srv.url, timeout=30.0) as c,
+    ):
+        version = build_version(root, slices[1])
+        wait_for(lambda: c.get("/health").json()["version"] == version)
+        build_version(root, slices[2])
+        tamper(root)
+        wait_for(lambda: c.get("/health").json()["reload_failures"] == 1)
+        time.sleep(1.0)  # five more polls: the refused version is not retried
+        health = c.get("/health").json()
+        assert health["version"] == version and health["reload_failures"] == 1
+        assert health["reloads"] == 1 and "checksum" in health["last_reload_error"]
