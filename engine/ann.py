@@ -75,19 +75,36 @@ def is_exact(index: Any) -> bool:
 
 
 class Searcher:
-    """Search one bundle's index, with filters inside the search and an exact fallback."""
+    """Search one bundle's index, with filters inside the search and an exact fallback.
+
+    ``vectors`` may hold more rows than the index (items appended by live updates after
+    ``indexed_rows``): those are scanned exactly and merged with the index's answer. ``live``
+    (``bool (n,)``, None for all) masks out tombstoned rows in every search.
+    """
 
     def __init__(
-        self, index: Any, vectors: np.ndarray, default_params: Mapping[str, int] | None = None
+        self,
+        index: Any,
+        vectors: np.ndarray,
+        default_params: Mapping[str, int] | None = None,
+        *,
+        live: np.ndarray | None = None,
     ) -> None:
         self.index = index
         self.vectors = vectors
         self.default_params = dict(default_params or {})
+        self.live = live
+        self.indexed_rows = int(index.ntotal)
         self._exact_index = is_exact(index)
 
     @property
     def size(self) -> int:
-        return int(self.index.ntotal)
+        return len(self.vectors)
+
+    def _restrict(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        if self.live is None:
+            return allowed
+        return self.live if allowed is None else allowed & self.live
 
     def exact(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -98,6 +115,7 @@ class Searcher:
         first, a dense one is scanned whole with the disallowed rows' scores set to -inf inside
         the scan's result before the top-k is taken.
         """
+        allowed = self._restrict(allowed)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         m, n = queries.shape[0], len(self.vectors)
         scores, found = _empty(m, k)
@@ -131,6 +149,7 @@ class Searcher:
         params: Mapping[str, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows per query among ``allowed`` (``bool (n,)``; None allows all)."""
+        allowed = self._restrict(allowed)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         m = queries.shape[0]
         eligible = self.size if allowed is None else int(np.count_nonzero(allowed))
@@ -141,12 +160,14 @@ class Searcher:
             # per-query selector loop (36 ms against ~1 ms for 20 queries over 9,742 rows).
             return self.exact(queries, k, allowed)
 
-        selector, bits = (None, None) if allowed is None else selector_from_mask(allowed)
-        overrides = {**self.default_params, **(params or {})}
-        search_params, keep = search_parameters(self.index, selector, overrides, k)
-        scores, found = self.index.search(queries, k, params=search_params)
-        del keep, bits  # the search is over: the selector's buffers may go
-        scores[found < 0] = -np.inf  # FAISS pads with -FLT_MAX; one convention for both paths
+        scores, found = self._approximate(queries, k, allowed, params)
+        if self.size > self.indexed_rows:
+            # Rows appended by live updates are not in the index: their exact twin, merged.
+            appended = np.zeros(self.size, dtype=bool)
+            appended[self.indexed_rows :] = (
+                True if allowed is None else allowed[self.indexed_rows :]
+            )
+            scores, found = _merge(scores, found, *self.exact(queries, k, appended), k)
 
         want = min(k, eligible)
         short = np.flatnonzero((found >= 0).sum(axis=1) < want)
@@ -154,4 +175,33 @@ class Searcher:
             exact_scores, exact_found = self.exact(queries[short], k, allowed)
             scores[short] = exact_scores
             found[short] = exact_found
+        return scores, found
+
+    def _approximate(
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        params: Mapping[str, int] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The FAISS index's top-``k`` among the indexed rows that ``allowed`` admits."""
+        indexed = None if allowed is None else allowed[: self.indexed_rows]
+        selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
+        overrides = {**self.default_params, **(params or {})}
+        search_params, keep = search_parameters(self.index, selector, overrides, k)
+        scores, found = self.index.search(queries, k, params=search_params)
+        del keep, bits  # the search is over: the selector's buffers may go
+        scores[found < 0] = -np.inf  # FAISS pads with -FLT_MAX; one convention for both paths
         return scores, found.astype(np.int64, copy=False)
+
+
+def _merge(
+    scores: np.ndarray, found: np.ndarray, more_scores: np.ndarray, more_found: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` per query of two ``(m, k)`` answers over disjoint rows."""
+    all_scores = np.concatenate([scores, more_scores], axis=1)
+    all_found = np.concatenate([found, more_found], axis=1)
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(all_scores, order, axis=1), np.take_along_axis(
+        all_found, order, axis=1
+    )

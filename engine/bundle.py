@@ -20,7 +20,6 @@ changes only by ``os.replace``; a crash at any point leaves the previous version
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import os
 import re
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import BundleCorrupt, BundleNotFound
+from engine.fsutil import fsync_dir, fsync_file, sha256_file
 from engine.manifest import (
     INDEX_FILE,
     ITEMS_FILE,
@@ -43,33 +43,14 @@ from engine.manifest import (
     FileInfo,
     Manifest,
 )
+from engine.wal import EMPTY as EMPTY_LOG
+from engine.wal import LogState, log_path, read_log
 
 CURRENT_FILE = "CURRENT"
 TMP_PREFIX = ".tmp-"
 # ``CURRENT.<pid>.tmp``: the pointer being written by set_current, left behind by a kill.
 _POINTER_TMP = re.compile(rf"^{CURRENT_FILE}\.[0-9]+\.tmp$")
 RESERVED_COLUMNS = ("id", "text", "popularity")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as fh:
-        os.fsync(fh.fileno())
 
 
 def new_version_id(now: dt.datetime | None = None) -> str:
@@ -142,10 +123,11 @@ class BundleContent:
     manifest: Manifest  # ``files`` is filled in by write_bundle
 
 
-def write_bundle(root: str | Path, content: BundleContent) -> Path:
+def write_bundle(root: str | Path, content: BundleContent, *, make_current: bool = True) -> Path:
     """Write a new version under ``root`` (``indexes/NAME``) and make it current, atomically.
 
-    Returns the new version directory.
+    Returns the new version directory. With ``make_current=False`` the caller switches
+    ``CURRENT`` itself (a compaction first gives the new version its update log).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -159,19 +141,22 @@ def write_bundle(root: str | Path, content: BundleContent) -> Path:
         content.items.to_parquet(tmp / ITEMS_FILE, index=False)
         files = {}
         for name in (INDEX_FILE, ITEMS_FILE, VECTORS_FILE):
-            _fsync_file(tmp / name)
-            files[name] = FileInfo(sha256=_sha256(tmp / name), bytes=(tmp / name).stat().st_size)
+            fsync_file(tmp / name)
+            files[name] = FileInfo(
+                sha256=sha256_file(tmp / name), bytes=(tmp / name).stat().st_size
+            )
         manifest = replace(content.manifest, files=files)
         (tmp / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
-        _fsync_file(tmp / MANIFEST_FILE)
-        _fsync_dir(tmp)
+        fsync_file(tmp / MANIFEST_FILE)
+        fsync_dir(tmp)
         final = root / version
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
-    set_current(root, version)
+    fsync_dir(root)
+    if make_current:
+        set_current(root, version)
     return final
 
 
@@ -179,9 +164,9 @@ def set_current(root: Path, version: str) -> None:
     """Point ``root/CURRENT`` at ``version`` with an atomic replace."""
     pointer_tmp = root / f"{CURRENT_FILE}.{os.getpid()}.tmp"
     pointer_tmp.write_text(version + "\n", encoding="utf-8")
-    _fsync_file(pointer_tmp)
+    fsync_file(pointer_tmp)
     os.replace(pointer_tmp, root / CURRENT_FILE)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def verify_files(directory: Path, manifest: Manifest) -> None:
@@ -195,7 +180,7 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
             raise BundleCorrupt(
                 f"bundle {directory}: {name} is {size} bytes, the manifest says {info.bytes}"
             )
-        if _sha256(path) != info.sha256:
+        if sha256_file(path) != info.sha256:
             raise BundleCorrupt(f"bundle {directory}: {name} fails its sha256 checksum")
     missing = {INDEX_FILE, ITEMS_FILE, VECTORS_FILE} - set(manifest.files)
     if missing:
@@ -203,9 +188,12 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
 
 
 class Bundle:
-    """A loaded, verified bundle: the FAISS index, item table and vectors.
+    """A loaded, verified bundle: the FAISS index, item table and vectors, plus live updates.
 
-    Row ``i`` of :attr:`items` and :attr:`vectors` is the item FAISS knows as id ``i``.
+    Row ``i`` of :attr:`items` and :attr:`vectors` is the item FAISS knows as id ``i``. Live
+    updates (engine/live.py) append rows after the ``indexed_rows`` the FAISS index holds and
+    tombstone rows in :attr:`deleted` (a deleted item, or the old row of a replaced one); a
+    tombstoned row is in no answer and not in :attr:`row_of`.
     """
 
     def __init__(
@@ -215,18 +203,43 @@ class Bundle:
         index: Any,
         vectors: np.ndarray,
         items: pd.DataFrame,
+        *,
+        deleted: np.ndarray | None = None,
+        row_of: dict[str, int] | None = None,
+        log: LogState = EMPTY_LOG,
+        buffer: Any = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.index = index
         self.vectors = vectors
         self.items = items
+        self.indexed_rows = int(index.ntotal)
+        self.deleted = deleted
+        # ``live``: bool (n,) rows that may be answered; None while nothing is tombstoned.
+        self.live: np.ndarray | None = None if deleted is None else ~deleted
+        self.log = log
+        self.buffer = buffer  # engine.live.RowBuffer shared with later snapshots, once updated
         self.ids: np.ndarray = items["id"].to_numpy(dtype=object)
-        self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.ids)}
+        self.row_of: dict[str, int] = (
+            row_of if row_of is not None else {item_id: row for row, item_id in enumerate(self.ids)}
+        )
         self._columns: dict[str, np.ndarray] | None = None
         self.popularity: np.ndarray | None = (
-            items["popularity"].to_numpy(dtype=np.float64) if "popularity" in items else None
+            items["popularity"].to_numpy(dtype=np.float64, na_value=0.0)
+            if "popularity" in items
+            else None
         )
+
+    @property
+    def live_count(self) -> int:
+        """Items that can be answered (rows minus tombstones)."""
+        return len(self.row_of)
+
+    @property
+    def root(self) -> Path:
+        """The index root ``indexes/NAME`` this version lives in."""
+        return self.path.parent
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -236,10 +249,13 @@ class Bundle:
         return self.manifest.model.dimension
 
     @classmethod
-    def load(cls, path: str | Path, *, verify: bool = True, mmap: bool = True) -> Bundle:
+    def load(
+        cls, path: str | Path, *, verify: bool = True, mmap: bool = True, updates: bool = True
+    ) -> Bundle:
         """Load the bundle at ``path`` (a version directory or an ``indexes/NAME`` root).
 
         With ``verify`` (the default) every file is checked against the manifest's sha256 first.
+        With ``updates`` (the default) the version's update log is replayed on top.
         """
         directory = resolve_bundle_dir(path)
         manifest = Manifest.from_json((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
@@ -265,7 +281,14 @@ class Bundle:
                 raise BundleCorrupt(f"bundle {directory}: {message}")
         if items["id"].duplicated().any():
             raise BundleCorrupt(f"bundle {directory}: duplicate item ids in the item table")
-        return cls(directory, manifest, index, vectors, items)
+        bundle = cls(directory, manifest, index, vectors, items)
+        if updates:
+            state = read_log(log_path(directory.parent, manifest.version), d)
+            if state.batches:
+                from engine.live import apply_batches  # live builds on Bundle
+
+                bundle = apply_batches(bundle, state)
+        return bundle
 
     def item_record(self, row: int) -> dict[str, Any]:
         """The item table's row as plain Python values (lists for list columns)."""

@@ -63,6 +63,7 @@ class Recommender:
             bundle.index,
             bundle.vectors,
             {**manifest.index.search_params, **self.config.search_params},
+            live=bundle.live,
         )
         filterable = list(manifest.metadata_columns) + (
             ["popularity"] if manifest.has_popularity else []
@@ -290,8 +291,21 @@ class Recommender:
                 rows.append(row)
         return rows, unknown
 
+    def allowed_rows(
+        self, filters: Sequence[Filter], excluded: list[int]
+    ) -> tuple[np.ndarray | None, int]:
+        """A request's ``bool (n,)`` allowed-row mask (None: all) and its eligible count.
+
+        The path every query takes; bulk retrieval (engine/bulk) builds its masks here too.
+        """
+        allowed = self._allowed(filters, excluded)
+        return allowed, self._eligible(allowed)
+
     def _allowed(self, filters: Sequence[Filter], excluded: list[int]) -> np.ndarray | None:
         mask = self.filter_index.mask(filters)
+        live = self.bundle.live
+        if live is not None:  # tombstoned rows: deleted or replaced by live updates
+            mask = live.copy() if mask is None else mask & live
         if excluded:
             if mask is None:
                 mask = np.ones(len(self.bundle), dtype=bool)

@@ -20,12 +20,13 @@ from engine.bundle import (
     CURRENT_FILE,
     TMP_PREFIX,
     Bundle,
-    _fsync_dir,
     remove_stale_temporaries,
     set_current,
 )
 from engine.errors import BundleError, BundleNotFound, InvalidArgument
+from engine.fsutil import fsync_dir
 from engine.manifest import MANIFEST_FILE, Manifest
+from engine.wal import log_path
 from engine.writer_lock import writer_lock
 
 
@@ -235,5 +236,6 @@ def _delete_version(root: Path, version: str) -> None:
     # half-deleted directory that looks like a version.
     hidden = root / f"{TMP_PREFIX}gc-{version}-{os.getpid()}"
     os.rename(root / version, hidden)
-    _fsync_dir(root)
+    fsync_dir(root)
     shutil.rmtree(hidden, ignore_errors=True)
+    log_path(root, version).unlink(missing_ok=True)

@@ -183,6 +183,8 @@ def _manifest(
         source={
             "catalog": str(config.catalog.path),
             "id_column": config.catalog.id_column,
+            # Live updates read upsert files with the same list splitting as the build.
+            "list_separators": dict(config.catalog.list_columns),
             "joins": [f"{j.name}={j.path}:{j.key}:{j.column}" for j in config.catalog.joins],
             "interactions": str(config.interactions.path) if config.interactions else None,
         },

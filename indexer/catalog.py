@@ -11,20 +11,24 @@ Extra text may be joined by id from other files (MovieLens tags): see :class:`Jo
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from engine.bundle import RESERVED_COLUMNS
 from engine.errors import CatalogError
 from engine.tables import TableFormat, ids_as_strings, read_table, require_columns
+from engine.templates import (
+    default_template,
+    render,
+    render_value,
+    split_list,
+    template_fields,
+)
 
-_OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]*$")
 
 
@@ -94,69 +98,6 @@ class Catalog:
         return len(self.table)
 
 
-def template_fields(template: str) -> list[str]:
-    """The field names a template refers to, in order."""
-    try:
-        parsed = list(string.Formatter().parse(template.replace("[", "").replace("]", "")))
-    except ValueError as exc:
-        raise CatalogError(f"text template {template!r} is malformed: {exc}", field="text") from exc
-    names = []
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name or spec or conversion:
-            raise CatalogError(
-                f"text template {template!r}: use plain {{field}} placeholders only", field="text"
-            )
-        names.append(name)
-    return names
-
-
-def _render_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, np.ndarray):  # Parquet list cells arrive as arrays
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value if v is not None and str(v).strip())
-    if isinstance(value, float):
-        if value != value:
-            return ""
-        if value.is_integer():
-            return str(int(value))
-    return str(value).strip()
-
-
-def render(template: str, values: Mapping[str, Any]) -> str:
-    """Fill ``template`` from ``values``, dropping optional ``[...]`` parts whose fields are empty."""
-    rendered = {name: _render_value(values.get(name)) for name in template_fields(template)}
-
-    def optional(match: re.Match[str]) -> str:
-        part = match.group(1)
-        names = template_fields(part)
-        if names and not any(rendered[n] for n in names):
-            return ""
-        return part.format_map(rendered)
-
-    text = _OPTIONAL.sub(optional, template)
-    return " ".join(text.format_map(rendered).split())
-
-
-def default_template(columns: Sequence[str]) -> str:
-    """``"col: {col}. "`` for each column: a neutral choice when none is given."""
-    return " ".join(f"[{c}: {{{c}}}.]" for c in columns)
-
-
-def _split_list(value: Any, sep: str) -> list[str]:
-    if value is None or (isinstance(value, float) and value != value):
-        return []
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value).split(sep) if part.strip()]
-
-
 def _aggregate_join(spec: JoinSpec) -> dict[str, list[str]]:
     frame = read_table(spec.path, spec.table_format, string_columns=[spec.key])
     require_columns(frame, [spec.key, spec.column], f"joined file {spec.path}", "join")
@@ -208,7 +149,7 @@ def load_catalog(spec: CatalogSpec) -> Catalog:
 
     data = frame.drop(columns=[spec.id_column])
     for column, sep in spec.list_columns.items():
-        data[column] = data[column].map(lambda v, s=sep: _split_list(v, s)).astype(object)
+        data[column] = data[column].map(lambda v, s=sep: split_list(v, s)).astype(object)
     for join in spec.joins:
         if join.name in data.columns or join.name == spec.id_column:
             raise CatalogError(
@@ -250,7 +191,7 @@ def load_catalog(spec: CatalogSpec) -> Catalog:
     empty = [
         item_id
         for item_id, record in zip(ids, records, strict=True)
-        if not any(_render_value(record.get(name)) for name in fields)
+        if not any(render_value(record.get(name)) for name in fields)
     ]
     if empty:
         raise CatalogError(
