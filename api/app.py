@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from api import errors, routes
 from api.reload import Reloader
 from api.settings import Settings
+from api.writes import Writer
 from engine import (
     Bundle,
     CrossEncoderReranker,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
         try:
             yield
         finally:
+            await app.state.writer.close()
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -97,7 +99,9 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
     app.state.reloader = Reloader(
         settings.index, lambda: load_recommender(settings, app.state.recommender)
     )
+    app.state.writer = Writer(app.state.reloader, settings.compaction_policy())
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(routes.writes)
     app.include_router(routes.admin)
     return app

@@ -13,6 +13,7 @@ from engine.errors import (
     BundleError,
     CatalogError,
     EmbedderError,
+    IndexLocked,
     InvalidArgument,
     NoUsableInput,
     UnknownItem,
@@ -24,6 +25,7 @@ log = logging.getLogger("vecrec.api")
 # First match wins: order from specific to general.
 STATUS_OF: tuple[tuple[type[VecrecError], int], ...] = (
     (UnknownItem, 404),
+    (IndexLocked, 409),
     (InvalidArgument, 422),
     (NoUsableInput, 422),
     (CatalogError, 400),

@@ -17,6 +17,7 @@ from engine import (
     Results,
     ScoredItem,
 )
+from engine.changes import ItemFields
 
 ItemId = Annotated[str | int, AfterValidator(str)]
 Scalar = str | int | float | bool
@@ -239,6 +240,9 @@ class Health(BaseModel):
     last_reload_error: str | None = Field(
         None, description="why the last reload was refused; cleared by a successful one"
     )
+    pending_updates: int = Field(0, description="live changes not yet folded by a compaction")
+    compactions: int = Field(0, description="background compactions that replaced the version")
+    last_compaction_error: str | None = None
 
 
 class ReloadResponse(BaseModel):
@@ -246,6 +250,58 @@ class ReloadResponse(BaseModel):
     previous: str = Field(description="the version served before the call")
     version: str = Field(description="the version served now")
     items: int
+
+
+FieldValue = str | int | float | list[str | int | float] | None
+
+
+class ItemWrite(_Strict):
+    """An item as ``PUT /items/{id}`` takes it: its fields, and optionally its text."""
+
+    fields: dict[str, FieldValue] = Field(
+        default_factory=dict,
+        description='metadata and template fields, e.g. {"title": "Heat (1995)", '
+        '"genres": ["Action"]}; list fields take a list (or the build\'s separated string)',
+    )
+    text: str | None = Field(
+        None,
+        min_length=1,
+        description="the text to embed; default: rendered from fields with the index's template",
+    )
+
+    def to_fields(self, item_id: str | int) -> ItemFields:
+        return ItemFields(str(item_id), dict(self.fields), self.text)
+
+
+class BatchUpsert(ItemWrite):
+    id: ItemId = Field(description="the item id (ids are strings; integers are accepted)")
+
+
+class BatchRequest(_Strict):
+    """``POST /items:batch``: upserts and deletes, logged and applied as one batch."""
+
+    upsert: list[BatchUpsert] = Field(default_factory=list)
+    delete: list[ItemId] = Field(default_factory=list, description="ids to delete")
+
+
+class WriteResponse(BaseModel):
+    """What a write changed; it is durable (in the update log, fsynced) when this is sent."""
+
+    version: str = Field(description="the version the changes were logged against")
+    seq: int = Field(description="the update log's batch number that holds them (0: none)")
+    items: int = Field(description="items served now")
+    created: list[str]
+    replaced: list[str]
+    deleted: list[str]
+    missing: list[str] = Field(description="ids asked to be deleted that the index does not hold")
+    pending_updates: int = Field(description="tombstones plus appended rows awaiting compaction")
+
+
+class CompactResponse(BaseModel):
+    version: str = Field(description="the new version, now served")
+    items: int
+    folded: int = Field(description="tombstones removed plus appended rows moved into the index")
+    carried: int = Field(description="batches logged during the compaction, kept")
 
 
 class ErrorBody(BaseModel):

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from starlette.datastructures import State
 
-from engine import Recommender
+from engine import Bundle, Recommender
 from engine.bundle import resolve_bundle_dir
 from engine.errors import BundleError, VecrecError
+from engine.wal import log_path
 
 log = logging.getLogger("vecrec.api")
 
@@ -45,34 +46,50 @@ class Reloader:
         # The version directory that last failed: polling does not retry it until CURRENT moves.
         self.failed_dir: Path | None = None
 
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by whoever publishes ``state.recommender``: reloads, live writes, compactions."""
+        return self._lock
+
     def pending(self, state: State) -> Path | None:
-        """The version directory to load, if it is not the one served (None when it is)."""
+        """The version directory to load when it is not what is served (None when it is): a
+        new version, or the served one with updates another process logged."""
         target = resolve_bundle_dir(self.index)
-        served: Recommender = state.recommender
-        return None if target == served.bundle.path else target
+        served: Bundle = state.recommender.bundle
+        if target != served.path:
+            return target
+        try:
+            logged = log_path(target.parent, served.manifest.version).stat().st_size
+        except FileNotFoundError:
+            logged = 0
+        return None if logged == served.log.size else target
 
     async def reload(self, state: State, *, force: bool = False) -> ReloadOutcome:
         async with self._lock:
-            old: Recommender = state.recommender
-            previous = old.bundle.manifest.version
-            try:
-                if not force and self.pending(state) is None:
-                    return ReloadOutcome(False, previous, previous, len(old.bundle))
-                # A worker thread, not the event loop: verifying checksums and loading the model
-                # take seconds on a large bundle, and requests must keep being answered meanwhile.
-                new = await asyncio.to_thread(self._load)
-            except Exception as exc:
-                self._failed(exc)
-                if isinstance(exc, VecrecError):
-                    raise
-                raise BundleError(f"reload failed: {exc}") from exc
-            state.recommender = new
-            self.reloads += 1
-            self.last_error = None
-            self.failed_dir = None
-            manifest = new.bundle.manifest
-            log.info("reloaded %s: version %s → %s", manifest.name, previous, manifest.version)
-            return ReloadOutcome(True, previous, manifest.version, len(new.bundle))
+            return await self.reload_locked(state, force=force)
+
+    async def reload_locked(self, state: State, *, force: bool = False) -> ReloadOutcome:
+        """:meth:`reload` for a caller that already holds :attr:`lock`."""
+        old: Recommender = state.recommender
+        previous = old.bundle.manifest.version
+        try:
+            if not force and self.pending(state) is None:
+                return ReloadOutcome(False, previous, previous, old.bundle.live_count)
+            # A worker thread, not the event loop: verifying checksums and loading the model
+            # take seconds on a large bundle, and requests must keep being answered meanwhile.
+            new = await asyncio.to_thread(self._load)
+        except Exception as exc:
+            self._failed(exc)
+            if isinstance(exc, VecrecError):
+                raise
+            raise BundleError(f"reload failed: {exc}") from exc
+        state.recommender = new
+        self.reloads += 1
+        self.last_error = None
+        self.failed_dir = None
+        manifest = new.bundle.manifest
+        log.info("reloaded %s: version %s → %s", manifest.name, previous, manifest.version)
+        return ReloadOutcome(True, previous, manifest.version, new.bundle.live_count)
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1

@@ -10,20 +10,27 @@ from pydantic import TypeAdapter, ValidationError
 
 from api.auth import require_admin
 from api.models import (
+    BatchRequest,
+    CompactResponse,
     FilterSpec,
     Health,
     Item,
+    ItemWrite,
     RecommendRequest,
     ReloadResponse,
     ResultsResponse,
     SearchRequest,
+    WriteResponse,
 )
 from api.reload import Reloader
-from engine import Filter, InvalidArgument, Recommender
+from api.writes import WriteOutcome, Writer
+from engine import Filter, InvalidArgument, Recommender, UnknownItem
+from engine.writes import pending_changes
 
 router = APIRouter()
-# The key check sits on the router so no future admin route can be added without it.
+# The key check sits on the routers so no future admin or write route can be added without it.
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+writes = APIRouter(tags=["items"], dependencies=[Depends(require_admin)])
 
 
 def get_recommender(request: Request) -> Recommender:
@@ -36,8 +43,14 @@ def get_reloader(request: Request) -> Reloader:
     return reloader
 
 
+def get_writer(request: Request) -> Writer:
+    writer: Writer = request.app.state.writer
+    return writer
+
+
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
+WriterDep = Annotated[Writer, Depends(get_writer)]
 _FILTERS = TypeAdapter(list[FilterSpec])
 
 
@@ -103,17 +116,20 @@ def similar(
 
 
 @router.get("/health", response_model=Health, tags=["ops"])
-def health(recommender: RecommenderDep, reloader: ReloaderDep) -> Health:
-    """Liveness, which bundle is loaded, and how hot reloads went."""
+def health(recommender: RecommenderDep, reloader: ReloaderDep, writer: WriterDep) -> Health:
+    """Liveness, which bundle is loaded, and how hot reloads and compactions went."""
     manifest = recommender.bundle.manifest
     return Health(
         status="ok",
         index=manifest.name,
         version=manifest.version,
-        items=len(recommender.bundle),
+        items=recommender.bundle.live_count,
         reloads=reloader.reloads,
         reload_failures=reloader.failures,
         last_reload_error=reloader.last_error,
+        pending_updates=pending_changes(recommender.bundle),
+        compactions=writer.compactions,
+        last_compaction_error=writer.last_compaction_error,
     )
 
 
@@ -138,4 +154,74 @@ async def reload(
         previous=outcome.previous,
         version=outcome.version,
         items=outcome.items,
+    )
+
+
+def _written(outcome: WriteOutcome) -> WriteResponse:
+    bundle, prepared = outcome.bundle, outcome.prepared
+    return WriteResponse(
+        version=bundle.manifest.version,
+        seq=bundle.log.last_seq if prepared.changes else 0,
+        items=bundle.live_count,
+        created=list(prepared.created),
+        replaced=list(prepared.replaced),
+        deleted=list(prepared.deleted),
+        missing=list(prepared.missing),
+        pending_updates=pending_changes(bundle),
+    )
+
+
+def _check_batch_size(request: Request, count: int) -> None:
+    limit = request.app.state.settings.max_batch
+    if count > limit:
+        raise InvalidArgument(
+            f"the batch holds {count} changes; the limit is {limit} (VECREC_MAX_BATCH)",
+            field="upsert",
+        )
+
+
+def _check_text(request: Request, text: str | None, field: str) -> None:
+    limit = request.app.state.settings.max_text_chars
+    if text is not None and len(text) > limit:
+        raise InvalidArgument(
+            f"{field} is {len(text)} characters; the limit is {limit}", field=field
+        )
+
+
+@writes.put("/items/{item_id}", response_model=WriteResponse)
+async def put_item(
+    item_id: str, body: ItemWrite, request: Request, writer: WriterDep
+) -> WriteResponse:
+    """Insert or replace one item; searchable, and durable, when the answer comes."""
+    _check_text(request, body.text, "text")
+    outcome = await writer.write(request.app.state, [body.to_fields(item_id)], [], prefix="")
+    return _written(outcome)
+
+
+@writes.delete("/items/{item_id}", response_model=WriteResponse)
+async def delete_item(item_id: str, request: Request, writer: WriterDep) -> WriteResponse:
+    """Delete one item: it is in no answer from the moment this returns."""
+    outcome = await writer.write(request.app.state, [], [item_id], prefix="")
+    if outcome.prepared.missing:
+        raise UnknownItem(item_id)
+    return _written(outcome)
+
+
+@writes.post("/items:batch", response_model=WriteResponse)
+async def write_batch(body: BatchRequest, request: Request, writer: WriterDep) -> WriteResponse:
+    """Upserts and deletes as one durable batch; unknown ids to delete are listed as missing."""
+    _check_batch_size(request, len(body.upsert) + len(body.delete))
+    for position, item in enumerate(body.upsert):
+        _check_text(request, item.text, f"upsert[{position}].text")
+    upserts = [item.to_fields(item.id) for item in body.upsert]
+    outcome = await writer.write(request.app.state, upserts, [str(i) for i in body.delete])
+    return _written(outcome)
+
+
+@admin.post("/compact", response_model=CompactResponse)
+async def compact(request: Request, writer: WriterDep) -> CompactResponse:
+    """Fold live updates into a new version now, and serve it."""
+    result = await writer.compact(request.app.state)
+    return CompactResponse(
+        version=result.path.name, items=result.items, folded=result.folded, carried=result.carried
     )

@@ -295,13 +295,13 @@ class Bundle:
         if self._columns is None:
             # Column arrays make a row lookup ~50x cheaper than DataFrame.iloc.
             self._columns = {c: self.items[c].to_numpy(dtype=object) for c in self.items.columns}
-        return {name: _plain(values[row]) for name, values in self._columns.items()}
+        return {name: plain_value(values[row]) for name, values in self._columns.items()}
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A JSON-friendly Python value: lists for arrays, None for missing values."""
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_value(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):

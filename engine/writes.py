@@ -19,7 +19,7 @@ from engine.bundle import Bundle, resolve_bundle_dir
 from engine.changes import Change, Delete, ItemFields, RecordSchema, Upsert, check_id
 from engine.compaction import CompactionResult, compact
 from engine.embedder import Embedder, load_embedder
-from engine.errors import EmbedderError, InvalidArgument
+from engine.errors import EmbedderError, IndexLocked, InvalidArgument
 from engine.live import apply_batches, apply_changes
 from engine.wal import append_batch, log_path, read_log
 from engine.writer_lock import writer_lock
@@ -60,8 +60,14 @@ def prepare(
     upserts: Sequence[ItemFields],
     deletes: Sequence[str],
     embedder: Embedder,
+    *,
+    prefix: str = "upsert",
 ) -> Prepared:
-    """Validate ``upserts`` and ``deletes`` against ``bundle`` and embed the upserted texts."""
+    """Validate ``upserts`` and ``deletes`` against ``bundle`` and embed the upserted texts.
+
+    Errors name fields as ``upsert[2].fields.year``; with ``prefix=""`` (one item) as
+    ``fields.year``.
+    """
     if not upserts and not deletes:
         raise InvalidArgument(
             "nothing to change: give items to upsert or ids to delete", field="items"
@@ -74,8 +80,12 @@ def prepare(
             field="model",
         )
     schema = RecordSchema(bundle.manifest, bundle.items)
-    records = [schema.record(item, f"upsert[{i}]") for i, item in enumerate(upserts)]
-    delete_ids = [check_id(item_id, f"delete[{i}]") for i, item_id in enumerate(deletes)]
+    records = [
+        schema.record(item, f"{prefix}[{i}]" if prefix else "") for i, item in enumerate(upserts)
+    ]
+    delete_ids = [
+        check_id(item_id, f"delete[{i}]" if prefix else "id") for i, item_id in enumerate(deletes)
+    ]
     seen: set[str] = set()
     for position, item_id in enumerate([r["id"] for r in records] + delete_ids):
         if item_id in seen:
@@ -105,13 +115,20 @@ def commit(bundle: Bundle, changes: Sequence[Change]) -> Bundle:
     """Log ``changes`` durably on top of ``bundle`` and return the snapshot with them applied.
 
     Holds the index's writer lock (a build or another update at the same time fails with
-    :class:`~engine.errors.IndexLocked`). If ``CURRENT`` moved on since ``bundle`` was loaded,
-    the changes go to the version now current, loaded afresh.
+    :class:`~engine.errors.IndexLocked`), and refuses with the same error if ``CURRENT`` moved
+    on since ``bundle`` was loaded.
     """
     root = bundle.root
     with writer_lock(root):
-        if resolve_bundle_dir(root) != bundle.path:
-            bundle = Bundle.load(root)
+        current = resolve_bundle_dir(root)
+        if current != bundle.path:
+            # The changes were validated and embedded for the snapshot's version; a new one
+            # may have another schema or model.
+            raise IndexLocked(
+                f"index {root.name!r} moved to version {current.name} since this snapshot was "
+                "loaded; reload and send the changes again",
+                field="index",
+            )
         path = log_path(root, bundle.manifest.version)
         state = bundle.log
         if _size(path) != state.size:  # another process logged batches since the snapshot
