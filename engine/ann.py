@@ -149,13 +149,16 @@ class Searcher:
         params: Mapping[str, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows per query among ``allowed`` (``bool (n,)``; None allows all)."""
+        filtered = allowed is not None
         allowed = self._restrict(allowed)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         m = queries.shape[0]
         eligible = self.size if allowed is None else int(np.count_nonzero(allowed))
         if eligible == 0 or k <= 0:
             return _empty(m, max(k, 0))
-        if self._exact_index or (allowed is not None and eligible <= EXACT_SCAN_MAX_ROWS):
+        # Tombstones alone do not make a search selective (a few % of rows are out): only a
+        # caller's filter or exclusion sends a small eligible set to the exact scan.
+        if self._exact_index or (filtered and eligible <= EXACT_SCAN_MAX_ROWS):
             # A Flat index is this same scan: BLAS over the stored vectors beats FAISS's
             # per-query selector loop (36 ms against ~1 ms for 20 queries over 9,742 rows).
             return self.exact(queries, k, allowed)
