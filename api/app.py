@@ -14,8 +14,11 @@ from contextlib import asynccontextmanager
 
 import faiss
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors, routes
+from api import errors, logs, routes, routes_ops
+from api.metrics import Metrics
+from api.middleware import REQUEST_ID_HEADER, RequestMiddleware
 from api.reload import Reloader
 from api.settings import Settings
 from api.writes import Writer
@@ -27,6 +30,8 @@ from engine import (
     __version__,
     load_embedder,
 )
+from engine.query_cache import QueryEmbeddingCache
+from engine.tokens import TokenCounter
 
 log = logging.getLogger("vecrec.api")
 
@@ -45,7 +50,10 @@ def load_recommender(settings: Settings, previous: Recommender | None = None) ->
     if previous is not None and same_model:
         embedder: Embedder | None = previous.embedder
         reranker = previous.ranker.text_reranker
+        cache = previous.query_cache
     else:
+        observer = previous.query_cache.on_embed if previous and previous.query_cache else None
+        cache = QueryEmbeddingCache(settings.query_cache_size, on_embed=observer)
         embedder = (
             load_embedder(settings.model, threads=settings.embed_threads)
             if settings.model
@@ -58,6 +66,7 @@ def load_recommender(settings: Settings, previous: Recommender | None = None) ->
         settings.recommender_config(),
         embed_threads=settings.embed_threads,
         text_reranker=reranker,
+        query_cache=cache,
     )
     if settings.warm_up:
         recommender.warm_up()
@@ -70,8 +79,12 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.recommender = recommender or load_recommender(settings)
-        manifest = app.state.recommender.bundle.manifest
+        served = recommender or load_recommender(settings)
+        if served.query_cache is None:
+            served.query_cache = QueryEmbeddingCache(settings.query_cache_size)
+        served.query_cache.on_embed = app.state.metrics.embedding.observe
+        app.state.recommender = served
+        manifest = served.bundle.manifest
         log.info(
             "serving %s version %s (%d items)", manifest.name, manifest.version, manifest.item_count
         )
@@ -83,6 +96,9 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
         try:
             yield
         finally:
+            app.state.shutting_down = True
+            # Uvicorn runs this after the requests in flight have been answered.
+            log.info("shutting down: requests in flight finished")
             await app.state.writer.close()
             if poller is not None:
                 poller.cancel()
@@ -95,13 +111,33 @@ def create_app(settings: Settings | None = None, recommender: Recommender | None
         description="Recommendations, similar items and search by meaning over a FAISS index.",
         lifespan=lifespan,
     )
+    logs.configure(settings.log_format, settings.log_level)
     app.state.settings = settings
+    app.state.shutting_down = False
+    app.state.metrics = Metrics(app.state)
+    app.state.tokens = TokenCounter()
     app.state.reloader = Reloader(
         settings.index, lambda: load_recommender(settings, app.state.recommender)
     )
     app.state.writer = Writer(app.state.reloader, settings.compaction_policy())
     errors.install(app)
+    app.include_router(routes_ops.probes)
+    app.include_router(routes_ops.ops)
     app.include_router(routes.router)
     app.include_router(routes.writes)
     app.include_router(routes.admin)
+    if settings.cors_origins:  # closed unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        timeout=settings.request_timeout,
+    )
     return app

@@ -11,12 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.settings import Settings
 
 # auto_error=False: a missing header must get our 401 (with WWW-Authenticate), not FastAPI's.
-_bearer = HTTPBearer(auto_error=False, description="the server's VECREC_API_KEY")
+bearer = HTTPBearer(auto_error=False, description="the server's VECREC_API_KEY")
 
 
 def require_admin(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """Admit the request only with the configured key; no key configured means no admin at all.
 
@@ -33,4 +33,32 @@ def require_admin(
     if not (given and hmac.compare_digest(given, expected)):
         raise HTTPException(
             401, "a valid admin key is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def read_allowed(request: Request, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """True without a configured read key, or with it (or the admin key) as the bearer token.
+
+    Every configured key is compared in constant time, so timing tells nothing about which one
+    nearly matched.
+    """
+    settings: Settings = request.app.state.settings
+    read_key = settings.read_api_key.get_secret_value() if settings.read_api_key else ""
+    if not read_key:
+        return True
+    admin_key = settings.api_key.get_secret_value() if settings.api_key else ""
+    given = credentials.credentials.encode() if credentials is not None else b""
+    matched = [hmac.compare_digest(given, key.encode()) for key in (read_key, admin_key) if key]
+    return bool(given) and any(matched)
+
+
+def require_read(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Query routes with ``VECREC_READ_API_KEY`` set need it (or the admin key). Checked before
+    the route looks anything up, so a refused caller cannot tell whether an item exists."""
+    if not read_allowed(request, credentials):
+        raise HTTPException(
+            401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"}
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.models import ErrorBody
 from engine.errors import (
     BundleError,
     CatalogError,
@@ -33,6 +35,23 @@ STATUS_OF: tuple[tuple[type[VecrecError], int], ...] = (
     (EmbedderError, 503),
     (VecrecError, 400),
 )
+
+# The error statuses every route may answer, documented in the OpenAPI schema with the one body
+# they all share (FastAPI's default 422 schema would be wrong).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "bad input the schema cannot express"),
+        (401, "a key is required"),
+        (403, "the route is disabled"),
+        (404, "unknown item"),
+        (409, "another writer holds the index"),
+        (413, "the body is too large"),
+        (422, "invalid field (named in `field`)"),
+        (503, "the bundle or model cannot be used"),
+        (504, "the request took too long"),
+    )
+}
 
 # Request locations FastAPI prefixes to field paths; the client knows its own field names.
 _LOCATIONS = {"body", "query", "path", "header"}

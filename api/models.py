@@ -216,25 +216,39 @@ class Item(BaseModel):
         )
 
 
+class Truncated(BaseModel):
+    """A text longer than the model reads: only its first ``limit`` tokens shaped the answer."""
+
+    field: str
+    tokens: int
+    limit: int
+
+
 class ResultsResponse(BaseModel):
     items: list[Item]
     source: str = Field(description="what the ranking came from: history, interests, popularity...")
     unknown_ids: list[str] = Field(description="ids in the request that the index does not hold")
+    truncated: list[Truncated] = Field(
+        default_factory=list, description="texts past the model's window (max_seq_length)"
+    )
 
     @classmethod
-    def of(cls, results: Results) -> ResultsResponse:
+    def of(cls, results: Results, truncated: list[Truncated] | None = None) -> ResultsResponse:
         return cls(
             items=[Item.of(i) for i in results.items],
             source=results.source,
             unknown_ids=list(results.unknown_ids),
+            truncated=truncated or [],
         )
 
 
 class Health(BaseModel):
+    """Liveness. With a read key configured, callers without it see only ``status``."""
+
     status: str
-    index: str
-    version: str
-    items: int
+    index: str | None = None
+    version: str | None = None
+    items: int | None = None
     reloads: int = Field(0, description="hot reloads that replaced the bundle")
     reload_failures: int = Field(0, description="reloads refused; the old bundle kept serving")
     last_reload_error: str | None = Field(
@@ -304,7 +318,20 @@ class CompactResponse(BaseModel):
     carried: int = Field(description="batches logged during the compaction, kept")
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
 class ErrorBody(BaseModel):
+    """Every error: what went wrong, which request field (if one), and the error's kind."""
+
     detail: str
     field: str | None = None
     type: str
+    errors: list[FieldError] | None = Field(None, description="all invalid fields (422 only)")
+
+
+class Ready(BaseModel):
+    ready: bool
+    version: str | None = None

@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
-from api.auth import require_admin
+from api.auth import require_admin, require_read
+from api.errors import ERROR_RESPONSES
 from api.models import (
     BatchRequest,
     CompactResponse,
     FilterSpec,
-    Health,
     Item,
     ItemWrite,
     RecommendRequest,
     ReloadResponse,
     ResultsResponse,
     SearchRequest,
+    Truncated,
     WriteResponse,
 )
 from api.reload import Reloader
 from api.writes import WriteOutcome, Writer
 from engine import Filter, InvalidArgument, Recommender, UnknownItem
+from engine.tokens import TokenCounter
 from engine.writes import pending_changes
 
-router = APIRouter()
-# The key check sits on the routers so no future admin or write route can be added without it.
-admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
-writes = APIRouter(tags=["items"], dependencies=[Depends(require_admin)])
+# The key checks sit on the routers so no future route can be added without them.
+router = APIRouter(dependencies=[Depends(require_read)], responses=ERROR_RESPONSES)
+admin = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=ERROR_RESPONSES,
+)
+writes = APIRouter(tags=["items"], dependencies=[Depends(require_admin)], responses=ERROR_RESPONSES)
 
 
 def get_recommender(request: Request) -> Recommender:
@@ -54,6 +61,22 @@ WriterDep = Annotated[Writer, Depends(get_writer)]
 _FILTERS = TypeAdapter(list[FilterSpec])
 
 
+def truncated(request: Request, recommender: Recommender, **texts: str | None) -> list[Truncated]:
+    """The texts of a request that run past the model's window, with their token counts."""
+    model = recommender.bundle.manifest.model
+    window = model.max_seq_length
+    if window is None:
+        return []
+    counter: TokenCounter = request.app.state.tokens
+    spec = request.app.state.settings.model or model.spec
+    out = []
+    for field, text in texts.items():
+        tokens = counter.count(spec, text, window) if text else None
+        if tokens is not None and tokens > window:
+            out.append(Truncated(field=field, tokens=tokens, limit=window))
+    return out
+
+
 def parse_filters(raw: str | None) -> list[Filter]:
     """Filters from a query string parameter holding a JSON list of filter objects."""
     if not raw:
@@ -69,7 +92,9 @@ def parse_filters(raw: str | None) -> list[Filter]:
 
 
 @router.post("/recommend", response_model=ResultsResponse, tags=["recommend"])
-def recommend(body: RecommendRequest, recommender: RecommenderDep) -> ResultsResponse:
+def recommend(
+    body: RecommendRequest, request: Request, recommender: RecommenderDep
+) -> ResultsResponse:
     """Recommendations for a user from their history and/or interests."""
     results = recommender.recommend(
         body.events(),
@@ -80,11 +105,11 @@ def recommend(body: RecommendRequest, recommender: RecommenderDep) -> ResultsRes
         exclude_seen=body.exclude_seen,
         options=body.options(recommender.config.options),
     )
-    return ResultsResponse.of(results)
+    return ResultsResponse.of(results, truncated(request, recommender, interests=body.interests))
 
 
 @router.post("/search", response_model=ResultsResponse, tags=["search"])
-def search(body: SearchRequest, recommender: RecommenderDep) -> ResultsResponse:
+def search(body: SearchRequest, request: Request, recommender: RecommenderDep) -> ResultsResponse:
     """Items nearest in meaning to free text."""
     results = recommender.search(
         body.text,
@@ -93,7 +118,7 @@ def search(body: SearchRequest, recommender: RecommenderDep) -> ResultsResponse:
         filters=[f.to_filter() for f in body.filters],
         options=body.options(recommender.config.options),
     )
-    return ResultsResponse.of(results)
+    return ResultsResponse.of(results, truncated(request, recommender, text=body.text))
 
 
 @router.get("/items/{item_id}", response_model=Item, tags=["items"])
@@ -113,30 +138,6 @@ def similar(
 ) -> ResultsResponse:
     """Items nearest to an item."""
     return ResultsResponse.of(recommender.similar(item_id, k, filters=parse_filters(filters)))
-
-
-@router.get("/health", response_model=Health, tags=["ops"])
-def health(recommender: RecommenderDep, reloader: ReloaderDep, writer: WriterDep) -> Health:
-    """Liveness, which bundle is loaded, and how hot reloads and compactions went."""
-    manifest = recommender.bundle.manifest
-    return Health(
-        status="ok",
-        index=manifest.name,
-        version=manifest.version,
-        items=recommender.bundle.live_count,
-        reloads=reloader.reloads,
-        reload_failures=reloader.failures,
-        last_reload_error=reloader.last_error,
-        pending_updates=pending_changes(recommender.bundle),
-        compactions=writer.compactions,
-        last_compaction_error=writer.last_compaction_error,
-    )
-
-
-@router.get("/index", tags=["ops"])
-def index_manifest(recommender: RecommenderDep) -> dict[str, Any]:
-    """The loaded bundle's manifest."""
-    return recommender.bundle.manifest.to_dict()
 
 
 @admin.post("/reload", response_model=ReloadResponse)
