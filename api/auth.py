@@ -36,6 +36,12 @@ def require_admin(
         )
 
 
+def bearer_token(request: Request) -> str:
+    """The request's bearer token ("" when none), for routes that do not demand one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def read_allowed(request: Request, credentials: HTTPAuthorizationCredentials | None) -> bool:
     """True without a configured read key, or with it (or the admin key) as the bearer token.
 

@@ -312,10 +312,11 @@ class WriteResponse(BaseModel):
 
 
 class CompactResponse(BaseModel):
-    version: str = Field(description="the new version, now served")
+    compacted: bool = Field(description="false when there were no live updates to fold")
+    version: str = Field(description="the version served now")
     items: int
-    folded: int = Field(description="tombstones removed plus appended rows moved into the index")
-    carried: int = Field(description="batches logged during the compaction, kept")
+    folded: int = Field(0, description="tombstones removed plus appended rows moved into the index")
+    carried: int = Field(0, description="batches logged during the compaction, kept")
 
 
 class FieldError(BaseModel):

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastPath
 from pydantic import TypeAdapter, ValidationError
 
 from api.auth import require_admin, require_read
@@ -26,6 +27,7 @@ from api.models import (
 from api.reload import Reloader
 from api.writes import WriteOutcome, Writer
 from engine import Filter, InvalidArgument, Recommender, UnknownItem
+from engine.changes import MAX_ID_CHARS
 from engine.tokens import TokenCounter
 from engine.writes import pending_changes
 
@@ -59,6 +61,10 @@ RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 WriterDep = Annotated[Writer, Depends(get_writer)]
 _FILTERS = TypeAdapter(list[FilterSpec])
+# Ids are printable: the schema says so, so clients and fuzzers learn it before sending one.
+PathId = Annotated[
+    str, FastPath(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 def truncated(request: Request, recommender: Recommender, **texts: str | None) -> list[Truncated]:
@@ -122,14 +128,14 @@ def search(body: SearchRequest, request: Request, recommender: RecommenderDep) -
 
 
 @router.get("/items/{item_id}", response_model=Item, tags=["items"])
-def get_item(item_id: str, recommender: RecommenderDep) -> Item:
+def get_item(item_id: PathId, recommender: RecommenderDep) -> Item:
     """One item of the catalogue."""
     return Item.of(recommender.get(item_id))
 
 
 @router.get("/items/{item_id}/similar", response_model=ResultsResponse, tags=["items"])
 def similar(
-    item_id: str,
+    item_id: PathId,
     recommender: RecommenderDep,
     k: Annotated[int, Query(ge=1, description="how many items")] = 10,
     filters: Annotated[
@@ -191,7 +197,7 @@ def _check_text(request: Request, text: str | None, field: str) -> None:
 
 @writes.put("/items/{item_id}", response_model=WriteResponse)
 async def put_item(
-    item_id: str, body: ItemWrite, request: Request, writer: WriterDep
+    item_id: PathId, body: ItemWrite, request: Request, writer: WriterDep
 ) -> WriteResponse:
     """Insert or replace one item; searchable, and durable, when the answer comes."""
     _check_text(request, body.text, "text")
@@ -200,7 +206,7 @@ async def put_item(
 
 
 @writes.delete("/items/{item_id}", response_model=WriteResponse)
-async def delete_item(item_id: str, request: Request, writer: WriterDep) -> WriteResponse:
+async def delete_item(item_id: PathId, request: Request, writer: WriterDep) -> WriteResponse:
     """Delete one item: it is in no answer from the moment this returns."""
     outcome = await writer.write(request.app.state, [], [item_id], prefix="")
     if outcome.prepared.missing:
@@ -223,6 +229,15 @@ async def write_batch(body: BatchRequest, request: Request, writer: WriterDep) -
 async def compact(request: Request, writer: WriterDep) -> CompactResponse:
     """Fold live updates into a new version now, and serve it."""
     result = await writer.compact(request.app.state)
+    if result is None:
+        bundle = request.app.state.recommender.bundle
+        return CompactResponse(
+            compacted=False, version=bundle.manifest.version, items=bundle.live_count
+        )
     return CompactResponse(
-        version=result.path.name, items=result.items, folded=result.folded, carried=result.carried
+        compacted=True,
+        version=result.path.name,
+        items=result.items,
+        folded=result.folded,
+        carried=result.carried,
     )

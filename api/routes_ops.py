@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.auth import bearer, read_allowed, require_read
+from api.auth import bearer_token, read_allowed, require_read
 from api.errors import ERROR_RESPONSES
 from api.models import Health, Ready
 from api.routes import RecommenderDep
@@ -21,12 +21,14 @@ ops = APIRouter(tags=["ops"], dependencies=[Depends(require_read)], responses=ER
 
 
 @probes.get("/health", response_model=Health)
-def health(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Health:
+def health(request: Request) -> Health:
     """Alive. With the read key (or none configured): the served index, reloads, compactions."""
     state = request.app.state
+    # The key is optional here (a probe has none), so it is not declared as required security.
+    token = bearer_token(request)
+    credentials = (
+        HTTPAuthorizationCredentials(scheme="Bearer", credentials=token) if token else None
+    )
     if not read_allowed(request, credentials):
         return Health(status="ok")
     bundle = state.recommender.bundle

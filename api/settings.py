@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import QueryOptions, RecommenderConfig
+from engine.writes import CompactionPolicy
 
 
 class Settings(BaseSettings):
@@ -42,11 +43,63 @@ class Settings(BaseSettings):
     reload_interval: float = Field(
         0, ge=0, description="seconds between checks of CURRENT for a new version; 0: off"
     )
+    backend: Literal["torch", "onnx", "onnx-int8"] | None = Field(
+        None, description="query embedding backend; default: the one the bundle was built with"
+    )
+    allow_backend_mismatch: bool = Field(
+        False, description="embed queries with a backend incompatible with the bundle's anyway"
+    )
+    gpu: bool = Field(False, description="embed queries on CUDA; fails at start without a GPU")
+    max_batch: int = Field(1000, ge=1, description="most upserts plus deletes per write request")
+    max_filters: int = Field(32, ge=1, description="most filter conditions per request")
+    max_exclude: int = Field(10_000, ge=1, description="most ids in a request's exclude list")
+    max_body_bytes: int = Field(
+        4 << 20, ge=1024, description="largest request body; larger ones get 413 before parsing"
+    )
+    request_timeout: float = Field(
+        30.0, gt=0, description="seconds before a request is answered 504 (its work is dropped)"
+    )
+    read_api_key: SecretStr | None = Field(
+        None, description="bearer key for the query routes and /metrics; unset, they are open"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='origins allowed by CORS, e.g. ["https://shop.example"]; empty: no CORS',
+    )
+    log_format: Literal["json", "text"] = Field("json", description="one JSON object per line")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="info logs one line per request"
+    )
+    query_cache_size: int = Field(
+        4096, ge=0, description="query texts whose embeddings are kept in memory (0: none)"
+    )
+    compact_fraction: float = Field(
+        0.1,
+        gt=0,
+        description="compact in the background once tombstones plus appended rows reach this "
+        "fraction of the indexed rows",
+    )
+    compact_min_changes: int = Field(1000, ge=1, description="...and at least this many")
+    auto_compact: bool = Field(True, description="compact in the background when due")
+
+    def compaction_policy(self) -> CompactionPolicy | None:
+        if not self.auto_compact:
+            return None
+        return CompactionPolicy(self.compact_fraction, self.compact_min_changes)
 
     def recommender_config(self) -> RecommenderConfig:
+        if self.gpu:
+            from engine.gpu import require_gpu
+
+            require_gpu()
         return RecommenderConfig(
+            backend=self.backend,
+            allow_backend_mismatch=self.allow_backend_mismatch,
+            device="cuda" if self.gpu else "cpu",
             max_k=self.max_k,
             max_history=self.max_history,
             max_text_chars=self.max_text_chars,
+            max_filters=self.max_filters,
+            max_exclude=self.max_exclude,
             options=QueryOptions(strategy=self.strategy),
         )

@@ -22,7 +22,7 @@ from api.reload import Reloader
 from engine import Bundle, Recommender
 from engine.changes import ItemFields
 from engine.compaction import CompactionResult, compacted_content, finish
-from engine.errors import InvalidArgument, VecrecError
+from engine.errors import VecrecError
 from engine.writes import CompactionPolicy, Prepared, commit, pending_changes, prepare
 
 log = logging.getLogger("vecrec.api")
@@ -87,14 +87,12 @@ class Writer:
             log.exception("background compaction failed")
         return None
 
-    async def compact(self, state: State) -> CompactionResult:
-        """Fold the served snapshot's updates into a new version and serve it."""
+    async def compact(self, state: State) -> CompactionResult | None:
+        """Fold the served snapshot's updates into a new version and serve it (None when there
+        is nothing to fold)."""
         snapshot: Bundle = state.recommender.bundle
         if pending_changes(snapshot) == 0:
-            raise InvalidArgument(
-                f"version {snapshot.manifest.version} has no live updates to compact",
-                field="index",
-            )
+            return None
         content = await asyncio.to_thread(compacted_content, snapshot)
         async with self.reloader.lock:
             result = await asyncio.to_thread(finish, snapshot, content)
