@@ -53,7 +53,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
-    report = build(config)
+    from api.cli_bulk import build_embedder  # --engine ray (issue 6)
+
+    report = build(config, embedder=build_embedder(args))
     if args.json:
         print_json(
             {
@@ -206,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--json", action="store_true")
+    from api import cli_bulk  # bulk retrieval and the Ray engine (issue 6)
+
+    cli_bulk.add_engine_options(b, "embed the catalogue")
     b.set_defaults(func=cmd_index_build)
     info = index_sub.add_parser(
         "info", help="show an index's manifest, verify checksums, measure ANN recall"
@@ -259,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.set_defaults(func=cmd_serve)
 
     cli_eval.register(sub)
+    cli_bulk.register(sub)
     return parser
 
 

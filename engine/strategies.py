@@ -77,8 +77,11 @@ def mean_candidates(
     searcher: Searcher,
     pool: int,
     allowed: np.ndarray | None,
+    query: np.ndarray | None = None,
 ) -> Candidates | None:
-    query = mean_query(signal, config)
+    """``query``: :func:`mean_query` of this signal, when the caller computed it already."""
+    if query is None:
+        query = mean_query(signal, config)
     if query is None:
         return None
     scores, rows = searcher.search(query[None, :], pool, allowed)
@@ -86,7 +89,7 @@ def mean_candidates(
     return Candidates(found, found_scores, query)
 
 
-def _positives(signal: UserSignal, config: UserModelConfig) -> tuple[np.ndarray, np.ndarray]:
+def positive_probes(signal: UserSignal, config: UserModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """The strongest liked vectors (and the interests) with strengths relative to the strongest."""
     order = np.argsort(-signal.liked_strength, kind="stable")[:MAX_PROBES]
     vectors = signal.liked_vectors[order]
@@ -109,8 +112,10 @@ def best_score_candidates(
     searcher: Searcher,
     pool: int,
     allowed: np.ndarray | None,
+    positives: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Candidates | None:
-    probes, strength = _positives(signal, config)
+    """``positives``: :func:`positive_probes` of this signal, when the caller computed it already."""
+    probes, strength = positives if positives is not None else positive_probes(signal, config)
     if len(probes) == 0:
         return None
     top, rows = searcher.search(probes, pool, allowed)
@@ -189,7 +194,27 @@ def multi_interest_candidates(
     pool: int,
     allowed: np.ndarray | None,
     max_interests: int,
+    plan: InterestPlan | None = None,
 ) -> Candidates | None:
+    """``plan``: :func:`interest_queries` of this signal, when the caller computed it already
+    (bulk retrieval batches every user's queries into one search)."""
+    if plan is None:
+        plan = interest_queries(signal, config, max_interests)
+    if plan is None:
+        return None
+    queries, importance = plan
+    scores, rows = searcher.search(queries, pool, allowed)
+    return _dhondt_merge(rows, scores, importance, pool)
+
+
+# One query per taste cluster (and the interests): ``float32 (m, d)`` and importances ``(m,)``.
+InterestPlan = tuple[np.ndarray, np.ndarray]
+
+
+def interest_queries(
+    signal: UserSignal, config: UserModelConfig, max_interests: int
+) -> InterestPlan | None:
+    """The multi_interest strategy's queries and their importances; None with nothing positive."""
     if not signal.has_positive:
         return None
     queries: list[np.ndarray] = []
@@ -222,8 +247,7 @@ def multi_interest_candidates(
             )
     if not queries:
         return None
-    scores, rows = searcher.search(np.stack(queries), pool, allowed)
-    return _dhondt_merge(rows, scores, np.asarray(importance), pool)
+    return np.stack(queries), np.asarray(importance)
 
 
 def _dhondt_merge(

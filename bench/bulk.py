@@ -1,0 +1,244 @@
+"""Bulk retrieval throughput and peak memory, against a bare batched FAISS search of the same
+user vectors, in the same run (issue 6).
+
+Phases, each in a fresh child process so its peak resident memory is its own:
+
+* ``bulk``: :func:`engine.bulk.run_bulk` over the users file (reading, user model, strategy,
+  one batched search per chunk, re-ranking, Parquet parts). Every query matrix it searches is
+  also appended to a scratch file, and the time spent in that search is summed.
+* ``bare``: ``faiss.Index.search`` of those same query vectors, chunk by chunk, at the same k:
+  what a hand-written job that already had the users' vectors would spend.
+* ``ray`` (``--ray``): the same job on a local Ray cluster of ``--workers`` actors; its parts are
+  compared with the local engine's, row for row.
+* ``resume`` (``--resume-check``): ``vecrec bulk`` killed by SIGKILL halfway, rerun with
+  ``--resume``; the parts must equal the uninterrupted run's and at most one part be redone.
+
+Usage: ``python bench/bulk.py --users 100000 [--strategy mean] [--k 100] [--ray] [--resume-check]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _request(strategy: str, k: int) -> Any:
+    from engine import QueryOptions
+    from engine.bulk import BulkRequest
+
+    return BulkRequest(k=k, options=QueryOptions(strategy=strategy))
+
+
+def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
+    import numpy as np
+
+    import engine.bulk.batch as batch_module
+    from api.cli_bulk import open_recommender
+    from engine.bulk import UsersSpec, run_bulk
+
+    search_seconds = 0.0
+    queries = 0
+    real_search = batch_module.batch_search
+    with open(args["vectors"], "wb") as sink:
+
+        def recorded(searcher: Any, q: Any, depth: int, shared: Any) -> Any:
+            nonlocal search_seconds, queries
+            start = time.perf_counter()
+            found = real_search(searcher, q, depth, shared)
+            search_seconds += time.perf_counter() - start
+            np.ascontiguousarray(q, dtype=np.float32).tofile(sink)
+            queries += len(q)
+            return found
+
+        batch_module.batch_search = recorded  # type: ignore[assignment]
+        rec = open_recommender(Path(args["index"]), None)
+        start = time.perf_counter()
+        report = run_bulk(
+            rec,
+            UsersSpec(Path(args["users_path"])),
+            Path(args["out"]),
+            _request(args["strategy"], args["k"]),
+            chunk_size=args["chunk"],
+        )
+        seconds = time.perf_counter() - start
+    out.put(
+        {
+            "seconds": seconds,
+            "search_seconds": search_seconds,
+            "queries": queries,
+            "summary": report.summary(),
+            "peak_rss_mib": _peak_mib(),
+            "dimension": rec.bundle.dimension,
+        }
+    )
+
+
+def _bare(args: dict[str, Any], out: mp.Queue) -> None:
+    import faiss
+    import numpy as np
+
+    from engine.bundle import Bundle
+
+    bundle = Bundle.load(args["index"], mmap=False)
+    vectors = np.memmap(args["vectors"], dtype=np.float32, mode="r").reshape(-1, bundle.dimension)
+    # As many queries per call as the bulk job searched per chunk.
+    block = args["chunk"] * max(1, round(len(vectors) / max(args["n_users"], 1)))
+    start = time.perf_counter()
+    for i in range(0, len(vectors), block):
+        bundle.index.search(np.ascontiguousarray(vectors[i : i + block]), args["k"])
+    seconds = time.perf_counter() - start
+    out.put({"seconds": seconds, "queries": len(vectors), "peak_rss_mib": _peak_mib()})
+    del faiss
+
+
+def _ray(args: dict[str, Any], out: mp.Queue) -> None:
+    from engine.bulk import UsersSpec
+    from engine.bulk.ray_job import run_bulk_ray
+
+    start = time.perf_counter()
+    report = run_bulk_ray(
+        Path(args["index"]),
+        UsersSpec(Path(args["users_path"])),
+        Path(args["ray_out"]),
+        _request(args["strategy"], args["k"]),
+        chunk_size=args["chunk"],
+        workers=args["workers"],
+    )
+    out.put(
+        {
+            "seconds": time.perf_counter() - start,
+            "summary": report.summary(),
+            "peak_rss_mib_driver": _peak_mib(),
+        }
+    )
+
+
+def _child(target: Any, args: dict[str, Any]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    process = ctx.Process(target=target, args=(args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return dict(result)
+
+
+def same_parts(a: Path, b: Path) -> bool:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    def read(d: Path) -> Any:
+        return pd.concat(
+            [pq.read_table(p).to_pandas() for p in sorted(d.glob("part-*.parquet"))],
+            ignore_index=True,
+        )
+
+    return bool(read(a).equals(read(b)))
+
+
+def resume_check(args: dict[str, Any]) -> dict[str, Any]:
+    """SIGKILL ``vecrec bulk`` once half the parts exist, then ``--resume``."""
+    out = Path(args["scratch"]) / "killed"
+    command = [
+        sys.executable, "-m", "api.cli", "bulk", "--index", args["index"], "--users",
+        args["users_path"], "--out", str(out), "-k", str(args["k"]), "--strategy", args["strategy"],
+        "--chunk-size", str(args["chunk"]), "--quiet", "--json",
+    ]  # fmt: skip
+    parts = -(-args["n_users"] // args["chunk"])
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
+    while len(list(out.glob("part-*.parquet"))) < parts // 2:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    in_flight = len(list(out.glob(".tmp-part-*")))
+    start = time.perf_counter()
+    done = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, check=True)
+    summary = json.loads(done.stdout)
+    untouched = all((out / name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
+    return {
+        "parts": parts,
+        "parts_at_kill": len(kept),
+        "temporaries_at_kill": in_flight,
+        "parts_written_on_resume": summary["parts_written"],
+        "redone_parts": summary["parts_written"] - (parts - len(kept)),
+        "kept_parts_untouched": untouched,
+        "resume_seconds": round(time.perf_counter() - start, 1),
+        "equal_to_uninterrupted": same_parts(out, Path(args["out"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", default=str(ROOT / "indexes" / "movielens"))
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--users-file", default=None, help="reuse a synthetic users file")
+    parser.add_argument("--strategy", default="mean")
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--scratch", default=None, help="work directory (default: a temp dir)")
+    parser.add_argument("--ray", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--resume-check", action="store_true")
+    a = parser.parse_args()
+    scratch = Path(a.scratch or tempfile.mkdtemp(prefix="vecrec-bulk-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    users = Path(a.users_file) if a.users_file else scratch / f"users-{a.users}.parquet"
+    if not users.exists():
+        sys.path.insert(0, str(ROOT))
+        from bench.synthetic_users import write_users
+        from engine.bundle import Bundle
+
+        start = time.perf_counter()
+        write_users(Bundle.load(a.index, verify=False), a.users, users)
+        print(f"generated {a.users:,d} users in {time.perf_counter() - start:.0f} s", flush=True)
+    args = {
+        "index": a.index, "users_path": str(users), "n_users": a.users, "strategy": a.strategy,
+        "k": a.k, "chunk": a.chunk_size, "out": str(scratch / "out"),
+        "ray_out": str(scratch / "ray-out"), "vectors": str(scratch / "queries.f32"),
+        "workers": a.workers, "scratch": str(scratch),
+    }  # fmt: skip
+    for name in ("out", "ray_out"):
+        shutil.rmtree(args[name], ignore_errors=True)
+    shutil.rmtree(scratch / "killed", ignore_errors=True)
+    result: dict[str, Any] = {"users": a.users, "strategy": a.strategy, "k": a.k}
+    result["bulk"] = _child(_bulk, args)
+    result["bare"] = _child(_bare, args)
+    n = result["bulk"]["summary"]["users"]
+    bulk_rate = n / result["bulk"]["seconds"]
+    bare_rate = n / result["bare"]["seconds"]
+    result["users_per_second"] = {"bulk": round(bulk_rate), "bare_faiss": round(bare_rate)}
+    result["throughput_ratio"] = round(bulk_rate / bare_rate, 3)
+    result["search_share_of_bulk"] = round(
+        result["bulk"]["search_seconds"] / result["bulk"]["seconds"], 3
+    )
+    print(json.dumps(result, indent=2), flush=True)
+    Path(args["vectors"]).unlink(missing_ok=True)
+    if a.ray:
+        ray = _child(_ray, args)
+        ray["wall_time_ratio_ray_over_local"] = round(ray["seconds"] / result["bulk"]["seconds"], 3)
+        ray["equal_to_local"] = same_parts(Path(args["ray_out"]), Path(args["out"]))
+        print(json.dumps({"ray": ray}, indent=2), flush=True)
+    if a.resume_check:
+        print(json.dumps({"resume": resume_check(args)}, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Recommendations for a chunk of users at once: the online pipeline with one batched search.
+
+Per user it runs what :meth:`Recommender.recommend` runs: the history through the same user
+model, the allowed mask through :meth:`Recommender.allowed_rows`, the strategy through
+:mod:`engine.strategies` and the re-ranking stages through the recommender's
+:class:`~engine.ranking.Ranker`. Only the nearest-neighbour search differs: every user's planned
+queries go through one search per chunk (:mod:`engine.bulk.prefetch`). Users with nothing usable
+(no known liked item) are answered by :meth:`Recommender.recommend` itself: the popularity
+fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.ann import EXACT_SCAN_MAX_ROWS, Searcher, is_exact
+from engine.bulk.prefetch import (
+    Plan,
+    PrefetchedSearcher,
+    answers_exactly,
+    batch_search,
+    plan_candidates,
+    plan_queries,
+    prefetch_depth,
+)
+from engine.bulk.users import UserBatch
+from engine.errors import InvalidArgument
+from engine.explain import explain
+from engine.filters import Filter
+from engine.recommender import Recommender
+from engine.results import QueryOptions
+from engine.usermodel import UserModelConfig, UserSignal, user_signal
+
+
+@dataclass(frozen=True)
+class BulkRequest:
+    """The request every user gets: the options of ``POST /recommend`` but the history."""
+
+    k: int = 10
+    options: QueryOptions = field(default_factory=QueryOptions)
+    filters: tuple[Filter, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exclude_seen: bool = True
+    user_model: UserModelConfig | None = None
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-able description (the job manifest compares it on ``--resume``)."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+@dataclass
+class ChunkStats:
+    users: int = 0
+    rows: int = 0
+    popular: int = 0  # users answered by the popularity fallback
+    fallbacks: int = 0  # searches answered one user at a time
+    unknown: int = 0  # history entries the bundle does not hold
+
+    def add(self, other: ChunkStats) -> None:
+        for name in ("users", "rows", "popular", "fallbacks", "unknown"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class _User:
+    """One user of a chunk, ready to answer: ``excluded`` counts its own excluded rows."""
+
+    signal: UserSignal
+    plan: Plan | None
+    allowed: np.ndarray | None
+    eligible: int
+    excluded: int
+
+
+SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("rank", pa.int32()),
+        ("item_id", pa.string()),
+        ("score", pa.float32()),
+    ]
+)
+EXPLAINED_SCHEMA = SCHEMA.append(pa.field("explanation", pa.string()))
+
+
+class BatchRecommender:
+    """Answers :class:`UserBatch` chunks with one request for every user."""
+
+    def __init__(self, recommender: Recommender, request: BulkRequest) -> None:
+        self.rec = recommender
+        self.request = request
+        max_k = recommender.config.max_k
+        k = request.k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+            raise InvalidArgument(f"k must be an integer from 1 to {max_k}", field="k")
+        self.model = request.user_model or recommender.config.user_model
+        recommender.ranker.validate(request.options.rerank)
+        bundle = recommender.bundle
+        self.exclude_rows = [
+            r for r in (bundle.row_of.get(str(i)) for i in request.exclude) if r is not None
+        ]
+        # Raises on a bad filter before any user is read.
+        self.shared, self.shared_eligible = recommender.allowed_rows(
+            list(request.filters), list(self.exclude_rows)
+        )
+        self.pool = recommender.ranker.pool_size(k, request.options.rerank)
+        # Worth a batched search when the users' own searches can be exact scans (the users'
+        # masks are within the shared one); each user is checked again.
+        self.batched = is_exact(recommender.searcher.index) or (
+            self.shared_eligible <= EXACT_SCAN_MAX_ROWS
+        )
+        self.schema = EXPLAINED_SCHEMA if request.options.explain else SCHEMA
+        self._known_ids: pa.Array | None = None  # the live ids, for Arrow's vectorised lookup
+        self._known_rows = np.zeros(0, dtype=np.int64)
+
+    def _rows(self, items: pa.Array) -> np.ndarray:
+        """``int64 (e,)`` bundle rows of item ids, -1 for ids the bundle does not hold (or deleted)."""
+        if self._known_ids is None:
+            row_of = self.rec.bundle.row_of
+            self._known_ids = pa.array(list(row_of), type=pa.string())
+            self._known_rows = np.fromiter(row_of.values(), dtype=np.int64, count=len(row_of))
+        position = pc.index_in(items, value_set=self._known_ids)
+        found = position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return np.where(found >= 0, self._known_rows[np.maximum(found, 0)], -1)
+
+    def recommend(self, batch: UserBatch) -> tuple[pa.Table, ChunkStats]:
+        """The chunk's answers as a table (``user_id, rank, item_id, score[, explanation]``)."""
+        rows_all = self._rows(batch.items)
+        stats = ChunkStats(users=len(batch), unknown=int(np.count_nonzero(rows_all < 0)))
+        users = [self._prepare(batch, u, rows_all) for u in range(len(batch))]
+        prefetched = self._prefetch(users)
+        user_col: list[np.ndarray] = []
+        rank_col: list[np.ndarray] = []
+        row_col: list[np.ndarray] = []
+        score_col: list[np.ndarray] = []
+        explain_col: list[str] = []
+        for u, user in enumerate(users):
+            rows, scores, reasons = self._answer(batch, u, user, prefetched[u], stats)
+            n = len(rows)
+            user_col.append(np.full(n, u, dtype=np.int64))
+            rank_col.append(np.arange(1, n + 1, dtype=np.int32))
+            row_col.append(rows)
+            score_col.append(scores)
+            explain_col.extend(reasons)
+        return self._table(batch, user_col, rank_col, row_col, score_col, explain_col), stats
+
+    def _prepare(self, batch: UserBatch, u: int, rows_all: np.ndarray) -> _User:
+        """User ``u``'s signal, mask and planned queries, as :meth:`Recommender.recommend` has them."""
+        rec, request = self.rec, self.request
+        s, e = int(batch.offsets[u]), int(batch.offsets[u + 1])
+        if e - s > rec.config.max_history:
+            raise InvalidArgument(
+                f"user {batch.user_ids[u]!r}: history has {e - s} entries; the limit is "
+                f"{rec.config.max_history}",
+                field="history",
+            )
+        rows = rows_all[s:e]
+        known = rows >= 0
+        known_rows = rows[known].tolist()
+        excluded = list(self.exclude_rows)
+        if request.exclude_seen:
+            excluded.extend(known_rows)
+        allowed, eligible = rec.allowed_rows(list(request.filters), excluded)
+        signal = user_signal(
+            known_rows,
+            np.asarray(rec.bundle.vectors[known_rows], dtype=np.float32),
+            batch.weights[s:e][known].tolist(),
+            [None if math.isnan(t) else float(t) for t in batch.timestamps[s:e][known]],
+            None,
+            self.model,
+        )
+        options = request.options
+        plan = (
+            plan_queries(options.strategy, signal, self.model, options.max_interests)
+            if signal.has_positive
+            else None
+        )
+        return _User(signal, plan, allowed, eligible, len(known_rows) * request.exclude_seen)
+
+    def _answer(
+        self,
+        batch: UserBatch,
+        u: int,
+        user: _User,
+        block: tuple[np.ndarray, np.ndarray] | None,
+        stats: ChunkStats,
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """User ``u``'s ranked rows ``int64 (r,)``, scores ``float32 (r,)`` and explanations."""
+        rec, options = self.rec, self.request.options
+        searcher = PrefetchedSearcher(
+            rec.searcher,
+            None if user.plan is None else user.plan.queries,
+            None if block is None else block[0],
+            None if block is None else block[1],
+            self.batched and answers_exactly(rec.searcher, user.allowed, user.eligible),
+        )
+        ranked = None
+        if user.plan is not None:
+            generate = partial(
+                plan_candidates,
+                user.plan,
+                user.signal,
+                self.model,
+                cast(Searcher, searcher),
+                allowed=user.allowed,
+                max_interests=options.max_interests,
+            )
+            ranked = rec.ranker.rank(
+                lambda pool: generate(pool=pool), self.request.k, options.rerank, user.eligible
+            )
+        stats.fallbacks += searcher.fallbacks
+        if ranked is None:
+            stats.popular += 1
+            rows, scores = self._online(batch, u)
+            return rows, scores, ["[]"] * len(rows) if options.explain else []
+        reasons = []
+        if options.explain:
+            why = explain(
+                ranked.rows, rec.bundle.vectors, user.signal, self.model, rec.bundle.ids, rec.label
+            )
+            reasons = [json.dumps([asdict(r) for r in w], ensure_ascii=False) for w in why]
+        return ranked.rows.astype(np.int64), ranked.scores.astype(np.float32), reasons
+
+    def _prefetch(self, users: list[_User]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Each planned user's slice of one batched search (None: not planned or not batched)."""
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(users)
+        plans = {u: user.plan for u, user in enumerate(users) if user.plan is not None}
+        if not self.batched or not plans:
+            return out
+        queries = np.concatenate([plan.queries for plan in plans.values()])
+        depth = prefetch_depth(
+            self.pool, [users[u].excluded for u in plans], len(self.rec.bundle.vectors)
+        )
+        scores, rows = batch_search(self.rec.searcher, queries, depth, self.shared)
+        start = 0
+        for u, plan in plans.items():
+            m = len(plan.queries)
+            out[u] = (scores[start : start + m], rows[start : start + m])
+            start += m
+        return out
+
+    def _online(self, batch: UserBatch, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """User ``u`` through :meth:`Recommender.recommend` (the popularity fallback)."""
+        request = self.request
+        results = self.rec.recommend(
+            batch.history(u),
+            None,
+            request.k,
+            exclude=request.exclude,
+            filters=request.filters,
+            exclude_seen=request.exclude_seen,
+            user_model=request.user_model,
+            options=request.options,
+        )
+        rows = np.asarray([self.rec.bundle.row_of[i.id] for i in results.items], dtype=np.int64)
+        return rows, np.asarray([i.score for i in results.items], dtype=np.float32)
+
+    def _table(
+        self,
+        batch: UserBatch,
+        user_col: list[np.ndarray],
+        rank_col: list[np.ndarray],
+        row_col: list[np.ndarray],
+        score_col: list[np.ndarray],
+        explain_col: list[str],
+    ) -> pa.Table:
+        users = np.concatenate(user_col) if user_col else np.zeros(0, np.int64)
+        rows = np.concatenate(row_col) if row_col else np.zeros(0, np.int64)
+        scores = np.concatenate(score_col) if score_col else np.zeros(0, np.float32)
+        # As the API answers: a score that is not a finite number is 0.
+        scores = np.where(np.isfinite(scores), scores, np.float32(0.0)).astype(np.float32)
+        user_ids = np.asarray(batch.user_ids, dtype=object)
+        columns = [
+            pa.array(user_ids[users], type=pa.string()),
+            pa.array(np.concatenate(rank_col) if rank_col else np.zeros(0, np.int32)),
+            pa.array(self.rec.bundle.ids[rows], type=pa.string()),
+            pa.array(scores),
+        ]
+        if self.request.options.explain:
+            columns.append(pa.array(explain_col, type=pa.string()))
+        return pa.Table.from_arrays(columns, schema=self.schema)

@@ -1,0 +1,106 @@
+"""A bulk job on one machine: read chunks of users, answer each, write each as a part.
+
+Memory holds one chunk being answered and one being written (a background thread writes part
+``i`` while chunk ``i + 1`` is answered); FAISS and BLAS use their own threads for the search.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats
+from engine.bulk.parts import PartStore
+from engine.bulk.users import UsersSpec, iter_users
+from engine.errors import InvalidArgument
+from engine.recommender import Recommender
+
+DEFAULT_CHUNK = 1024
+
+
+@dataclass
+class BulkReport:
+    """What a run did; ``users`` and ``seconds`` count this run's work only (not resumed parts)."""
+
+    out: Path
+    parts_written: int = 0
+    parts_skipped: int = 0
+    seconds: float = 0.0
+    stats: ChunkStats = field(default_factory=ChunkStats)
+
+    @property
+    def users_per_second(self) -> float:
+        return self.stats.users / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "parts_written": self.parts_written,
+            "parts_skipped": self.parts_skipped,
+            "users": self.stats.users,
+            "rows": self.stats.rows,
+            "popularity_fallback_users": self.stats.popular,
+            "single_user_searches": self.stats.fallbacks,
+            "unknown_history_ids": self.stats.unknown,
+            "seconds": round(self.seconds, 3),
+            "users_per_second": round(self.users_per_second, 1),
+        }
+
+
+def job_description(
+    recommender: Recommender, users: UsersSpec, request: BulkRequest, chunk_size: int
+) -> dict[str, Any]:
+    """What the parts of a job answer: a resumed run must match it exactly."""
+    bundle = recommender.bundle
+    return {
+        "index": str(bundle.path),
+        "version": bundle.manifest.version,
+        "items": len(bundle),
+        "live_items": len(bundle.row_of),
+        "users": users.fingerprint(),
+        "request": request.describe(),
+        "chunk_size": chunk_size,
+    }
+
+
+def run_bulk(
+    recommender: Recommender,
+    users: UsersSpec,
+    out: Path,
+    request: BulkRequest,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    resume: bool = False,
+    progress: Callable[[BulkReport], None] | None = None,
+) -> BulkReport:
+    """Answer every user of ``users`` into Parquet parts under ``out``."""
+    if chunk_size < 1:
+        raise InvalidArgument("chunk size must be >= 1", field="chunk_size")
+    batcher = BatchRecommender(recommender, request)
+    store = PartStore(out, job_description(recommender, users, request, chunk_size), resume=resume)
+    report = BulkReport(Path(out))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(1, thread_name_prefix="vecrec-bulk-writer") as writer:
+        pending: Future[Path] | None = None
+        for index, batch in enumerate(iter_users(users, chunk_size)):
+            if store.done(index):
+                report.parts_skipped += 1
+                continue
+            table, stats = batcher.recommend(batch)
+            stats.rows = table.num_rows
+            if pending is not None:
+                pending.result()  # at most one part waits to be written
+            pending = writer.submit(store.write, index, table)
+            report.parts_written += 1
+            report.stats.add(stats)
+            report.seconds = time.perf_counter() - start
+            if progress is not None:
+                progress(report)
+        if pending is not None:
+            pending.result()
+    report.seconds = time.perf_counter() - start
+    store.finish(report.summary())
+    return report
