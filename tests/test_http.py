@@ -284,3 +284,9 @@ def test_real_model_server(real_index: Path) -> None:
         assert body["source"] == "history+interests" and len(body["items"]) == 5
         similar = c.get("/items/260/similar", params={"k": 3}).json()
         assert {"1196", "1210"} & {i["id"] for i in similar["items"]}
+        # Past the model's 256-token window: answered, and reported rather than silently cut.
+        long_text = " ".join(["spaceship"] * 300)
+        body = c.post("/search", json={"text": long_text, "k": 3}).json()
+        (cut,) = body["truncated"]
+        assert cut["field"] == "text" and cut["limit"] == 256 and cut["tokens"] > 300
+        assert c.post("/search", json={"text": "spaceship", "k": 3}).json()["truncated"] == []
