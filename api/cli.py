@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from api import cli_eval, cli_versions
+from api import cli_eval, cli_perf, cli_updates, cli_versions
 from api.cli_common import (
     EXIT_ERROR,
     Parser,
@@ -35,6 +35,8 @@ from api.cli_query import (
 )
 from engine import Recommender, VecrecError
 from engine.bundle import resolve_bundle_dir
+from engine.wal import logged_updates
+from engine.writes import pending_changes
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
@@ -52,10 +54,21 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         threads=args.threads,
         cache=not args.no_cache,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        backend=args.backend,
+        target_recall=args.target_recall,
+        gpu=args.gpu,
     )
     from api.cli_bulk import build_embedder  # --engine ray (issue 6)
 
+    superseded = logged_updates(Path(args.indexes_dir) / args.name)
     report = build(config, embedder=build_embedder(args))
+    if superseded:
+        # Builds replace: a silent drop of live updates would look like data loss.
+        print(
+            f"note: {superseded} live-update batches logged on the previous version are not in "
+            "this build (it is made from the catalogue); they stay with that version",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(
             {
@@ -89,10 +102,23 @@ def cmd_index_info(args: argparse.Namespace) -> int:
         out: dict[str, Any] = {**bundle.manifest.to_dict(), "path": bundle.path}
         if quality is not None:
             out["ann"] = {"recall_at_10": quality.recall, "ms_per_query": quality.ms_per_query}
+        out["live_updates"] = {
+            "batches": bundle.log.last_seq,
+            "pending": pending_changes(bundle),
+            "items": bundle.live_count,
+        }
         print_json(out)
         return 0
     print(describe_manifest(bundle.manifest, bundle.path))
     print("checksums  ok")
+    tuned = cli_perf.describe_autotune(bundle.manifest)
+    if tuned:
+        print(tuned)
+    if bundle.log.last_seq:
+        print(
+            f"updates    {bundle.log.last_seq} logged batches, {pending_changes(bundle)} changes "
+            f"pending compaction; {bundle.live_count:,d} items served"
+        )
     if quality is not None:
         exact = " (exact index)" if is_exact(bundle.index) else ""
         print(
@@ -107,7 +133,9 @@ def _open(args: argparse.Namespace) -> Recommender:
 
     reranker = CrossEncoderReranker(args.cross_encoder) if args.cross_encoder else None
     return Recommender.open(
-        resolve_index(args.index, Path(args.indexes_dir)), text_reranker=reranker
+        resolve_index(args.index, Path(args.indexes_dir)),
+        text_reranker=reranker,
+        config=cli_perf.recommender_config(args),
     )
 
 
@@ -161,6 +189,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         index = resolve_index(args.index, indexes_dir)
     overrides: dict[str, Any] = {"index": index, "host": args.host, "port": args.port}
+    overrides.update(backend=args.backend, gpu=args.gpu or None)
+    overrides["allow_backend_mismatch"] = args.allow_backend_mismatch or None
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     # Load (and verify) before binding the port, so a bad bundle is one line, not a traceback.
     recommender = load_recommender(settings)
@@ -206,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="embedding cache directory (default: INDEXES_DIR/.cache)",
     )
+    cli_perf.add_build_options(b)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--json", action="store_true")
     from api import cli_bulk  # bulk retrieval and the Ray engine (issue 6)
@@ -220,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_index_info)
     cli_versions.register(index_sub)
+    cli_updates.register(index_sub)
 
     def query_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -236,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--json", action="store_true", help="machine-readable output")
         add_rerank_options(p)
+        cli_perf.add_query_options(p)
 
     r = sub.add_parser("recommend", help="recommend for a history and/or interests")
     query_options(r)
@@ -261,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--host", default=None, help="default 127.0.0.1 (VECREC_HOST)")
     sv.add_argument("--port", type=int, default=None, help="default 8000 (VECREC_PORT)")
+    cli_perf.add_query_options(sv, search_params=False)
     sv.set_defaults(func=cmd_serve)
 
     cli_eval.register(sub)

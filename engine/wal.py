@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.changes import Change, Delete, Upsert
-from engine.errors import BundleCorrupt
+from engine.errors import BundleCorrupt, VecrecError
 from engine.fsutil import fsync_dir
 
 UPDATES_DIR = "updates"
@@ -158,3 +158,18 @@ def write_log(path: Path, batches: Iterable[Sequence[Change]]) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def logged_updates(root: Path) -> int:
+    """Batches logged on the current version of index ``root`` (0 when none or no index)."""
+    from engine.bundle import resolve_bundle_dir  # the bundle module builds on this one
+
+    try:
+        version = resolve_bundle_dir(root).name
+    except VecrecError:
+        return 0
+    try:
+        data = log_path(root, version).read_bytes()
+    except FileNotFoundError:
+        return 0
+    return data.count(b"\n")

@@ -97,3 +97,37 @@ def test_update_errors_are_one_line_and_change_nothing(
         assert code == 1 and out == "", err
         assert err.startswith("vecrec: error:") and err.count("\n") == 1 and message in err
     assert not (root / "updates").exists()
+
+
+def test_a_build_says_when_it_leaves_live_updates_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_index(tmp_path, "Flat")
+    deletes = tmp_path / "gone.txt"
+    deletes.write_text("1\n")
+    assert (
+        run(capsys, root, "update", root.name, "--delete", str(deletes), "--model", "hash:64")[0]
+        == 0
+    )
+    catalog = tmp_path / "movies.csv"
+    code = main(
+        [
+            "--indexes-dir",
+            str(root.parent),
+            "index",
+            "build",
+            str(catalog),
+            "--name",
+            root.name,
+            "--id-column",
+            "movieId",
+            "--text",
+            "{title}",
+            "--model",
+            "hash:64",
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and "1 live-update batches logged on the previous version" in err
+    assert "1" in Bundle.load(root).row_of  # the rebuilt version holds the catalogue's items
