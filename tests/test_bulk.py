@@ -179,6 +179,15 @@ def test_long_csv_and_jsonl_layouts_give_the_same_parts(
                 for i, w, t in zip(g["item"], g["weight"], g["ts"], strict=True)
             ]
             fh.write(json.dumps({"user_id": user, "history": events}) + "\n")
+    wide_csv = tmp_path / "users.csv"
+    with jsonl.open() as fh:
+        rows = [json.loads(line) for line in fh]
+    pd.DataFrame(
+        {
+            "user_id": [r["user_id"] for r in rows],
+            "history": [json.dumps(r["history"]) for r in rows],
+        }
+    ).to_csv(wide_csv, index=False)
     specs = {
         "wide": UsersSpec(wide),
         "long": UsersSpec(
@@ -190,6 +199,7 @@ def test_long_csv_and_jsonl_layouts_give_the_same_parts(
             timestamp_column="ts",
         ),
         "jsonl": UsersSpec(jsonl),
+        "csv": UsersSpec(wide_csv),
     }
     outs = {}
     for name, spec in specs.items():
@@ -197,12 +207,13 @@ def test_long_csv_and_jsonl_layouts_give_the_same_parts(
         outs[name] = read_parts(tmp_path / name)
     pd.testing.assert_frame_equal(outs["wide"], outs["long"])
     pd.testing.assert_frame_equal(outs["wide"], outs["jsonl"])
+    pd.testing.assert_frame_equal(outs["wide"], outs["csv"])
 
 
 def test_long_layout_groups_users_across_read_blocks(
     hash_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.bulk.users as users_module
+    import engine.bulk.users as users_module  # READ_ROWS: rows per read block
     from engine.bulk import iter_users
 
     monkeypatch.setattr(users_module, "READ_ROWS", 7)  # users straddle every block boundary

@@ -8,8 +8,9 @@
 """
 
 from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats
+from engine.bulk.batches import UserBatch
 from engine.bulk.job import DEFAULT_CHUNK, BulkReport, run_bulk
-from engine.bulk.users import UserBatch, UsersSpec, iter_users
+from engine.bulk.users import UsersSpec, iter_users
 
 __all__ = [
     "DEFAULT_CHUNK",

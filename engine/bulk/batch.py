@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.ann import EXACT_SCAN_MAX_ROWS, Searcher, is_exact
+from engine.bulk.batches import UserBatch
 from engine.bulk.prefetch import (
     Plan,
     PrefetchedSearcher,
@@ -31,7 +32,6 @@ from engine.bulk.prefetch import (
     plan_queries,
     prefetch_depth,
 )
-from engine.bulk.users import UserBatch
 from engine.errors import InvalidArgument
 from engine.explain import explain
 from engine.filters import Filter

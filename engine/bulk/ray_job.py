@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats
+from engine.bulk.batches import UserBatch
 from engine.bulk.job import DEFAULT_CHUNK, BulkReport, job_description
 from engine.bulk.parts import PartStore
-from engine.bulk.users import UserBatch, UsersSpec, iter_users
+from engine.bulk.users import UsersSpec, iter_users
 from engine.errors import InvalidArgument
 from engine.recommender import Recommender
 
@@ -144,7 +145,7 @@ def run_bulk_ray(
                 "out": str(Path(out).resolve()),
             },
             batch_size=1,
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
         for row in dataset.iter_rows():

@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from engine.bulk.batches import UserBatch, concat_batches, slice_batch, validated
+from engine.bulk.readers import id_array, id_strings, numbers, read_blocks
 from engine.errors import CatalogError
-from engine.tables import TableFormat, infer_format
-from engine.usermodel import HistoryEvent
+from engine.tables import TableFormat
 
 READ_ROWS = 65_536
 Layout = Literal["wide", "long"]
@@ -68,171 +66,11 @@ class UsersSpec:
         }
 
 
-@dataclass
-class UserBatch:
-    """Users with their histories flattened CSR-style: user ``u`` owns ``offsets[u]:offsets[u+1]``.
-
-    ``items`` is an Arrow string array ``(e,)`` of item ids (no Python object per event),
-    ``weights`` ``float64 (e,)``, ``timestamps`` ``float64 (e,)`` with NaN for "no time".
-    """
-
-    user_ids: list[str]
-    offsets: np.ndarray
-    items: pa.Array
-    weights: np.ndarray
-    timestamps: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.user_ids)
-
-    def history(self, u: int) -> list[HistoryEvent]:
-        """User ``u``'s history as the online API takes it."""
-        s, e = int(self.offsets[u]), int(self.offsets[u + 1])
-        items = self.items.slice(s, e - s).to_pylist()
-        return [
-            HistoryEvent(str(i), float(w), None if math.isnan(t) else float(t))
-            for i, w, t in zip(items, self.weights[s:e], self.timestamps[s:e], strict=True)
-        ]
-
-
-def _batch(parts: list[UserBatch]) -> UserBatch:
-    """One batch of ``parts`` in order."""
-    if len(parts) == 1:
-        return parts[0]
-    offsets = [np.zeros(1, dtype=np.int64)]
-    base = 0
-    for part in parts:
-        offsets.append(part.offsets[1:] + base)
-        base += int(part.offsets[-1])
-    return UserBatch(
-        [u for p in parts for u in p.user_ids],
-        np.concatenate(offsets),
-        pa.concat_arrays([p.items for p in parts]),
-        np.concatenate([p.weights for p in parts]),
-        np.concatenate([p.timestamps for p in parts]),
-    )
-
-
-def _slice(batch: UserBatch, start: int, stop: int) -> UserBatch:
-    s, e = int(batch.offsets[start]), int(batch.offsets[stop])
-    return UserBatch(
-        batch.user_ids[start:stop],
-        batch.offsets[start : stop + 1] - s,
-        batch.items.slice(s, e - s),
-        batch.weights[s:e],
-        batch.timestamps[s:e],
-    )
-
-
-# -- reading blocks ---------------------------------------------------------------------------------
-
-
-def _blocks(
-    spec: UsersSpec,
-    columns: list[str],
-    strings: list[str],
-    lists: tuple[str, ...] = (),
-    rows: int = READ_ROWS,
-) -> Iterator[pa.Table]:
-    """The file as Arrow tables of about :data:`READ_ROWS` rows, ``strings`` columns as text.
-
-    A JSONL file's ``lists`` columns come as JSON text: their cells may mix ids and objects.
-    """
-    path, fmt = spec.path, spec.table_format
-    if not path.is_file():
-        raise CatalogError(f"cannot read {path}: no such file", field="users")
-    kind = fmt.format or infer_format(path)
-    try:
-        if kind == "parquet":
-            parquet = pq.ParquetFile(path)
-            missing = [c for c in columns if c not in parquet.schema_arrow.names]
-            _require(missing, parquet.schema_arrow.names, spec)
-            for record in parquet.iter_batches(batch_size=rows, columns=columns):
-                yield pa.Table.from_batches([record])
-        elif kind == "csv":
-            sep = fmt.delimiter or ("\t" if ".tsv" in [s.lower() for s in path.suffixes] else ",")
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(encoding=fmt.encoding, block_size=1 << 22),
-                parse_options=pacsv.ParseOptions(delimiter=sep),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in strings}
-                ),
-            )
-            _require(
-                [c for c in columns if c not in reader.schema.names], reader.schema.names, spec
-            )
-            for record in reader:
-                yield pa.Table.from_batches([record]).select(columns)
-        else:
-            for frame in pd.read_json(
-                path, lines=True, dtype=False, chunksize=rows, encoding=fmt.encoding
-            ):
-                _require([c for c in columns if c not in frame.columns], list(frame.columns), spec)
-                frame = frame[columns].copy()
-                for column in lists:
-                    frame[column] = [json.dumps(v) for v in frame[column]]
-                for column in strings:
-                    frame[column] = frame[column].map(lambda v: None if v is None else str(v))
-                yield pa.Table.from_pandas(frame, preserve_index=False)
-    except (CatalogError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CatalogError(
-            f"cannot read users from {path} as {kind}: {first}", field="users"
-        ) from exc
-
-
-def _require(missing: list[str], present: list[str], spec: UsersSpec) -> None:
-    if missing:
-        raise CatalogError(
-            f"users file {spec.path} has no column {missing[0]!r} (its columns: "
-            f"{', '.join(present[:20])})",
-            field="users",
-        )
-
-
-def _ids(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Ids as an Arrow string array; integral floats lose their ``.0`` (ids are strings)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_floating(column.type):
-        values = column.to_numpy(zero_copy_only=False)
-        return pa.array(
-            [None if v != v else str(int(v)) if float(v).is_integer() else str(v) for v in values],
-            type=pa.string(),
-        )
-    if not pa.types.is_string(column.type):
-        column = column.cast(pa.string())
-    return column
-
-
-def _strings(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Ids as an ``object`` array of strings (user ids: one per user, not per event)."""
-    return np.asarray(_ids(column).to_numpy(zero_copy_only=False), dtype=object)
-
-
-def _numbers(column: pa.ChunkedArray | pa.Array | None, n: int, default: float) -> np.ndarray:
-    if column is None:
-        return np.full(n, default)
-    try:
-        values = pc_cast_float(column)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise CatalogError(f"users: a weight or timestamp is not a number ({exc})") from exc
-    return values
-
-
-def pc_cast_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """``float64`` values with NaN for nulls."""
-    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
 # -- wide layout ------------------------------------------------------------------------------------
 
 
 def _wide_block(table: pa.Table, spec: UsersSpec) -> UserBatch:
-    users = _strings(table.column(spec.user_column))
+    users = id_strings(table.column(spec.user_column))
     history = table.column(spec.history_column).combine_chunks()
     if pa.types.is_string(history.type) or pa.types.is_large_string(history.type):
         history = _parse_json_lists(history, users, spec)
@@ -254,13 +92,13 @@ def _wide_block(table: pa.Table, spec: UsersSpec) -> UserBatch:
                 f"users: history objects need an item_id (they have {', '.join(names)})",
                 field="users",
             )
-        items = _ids(values.field("item_id"))
-        weights = _numbers(values.field("weight") if "weight" in names else None, n, 1.0)
-        times = _numbers(values.field("timestamp") if "timestamp" in names else None, n, math.nan)
+        items = id_array(values.field("item_id"))
+        weights = numbers(values.field("weight") if "weight" in names else None, n, 1.0)
+        times = numbers(values.field("timestamp") if "timestamp" in names else None, n, math.nan)
     else:
-        items, weights, times = _ids(values), np.ones(n), np.full(n, math.nan)
+        items, weights, times = id_array(values), np.ones(n), np.full(n, math.nan)
     _check_users(users, spec)
-    return _validated(UserBatch(list(users), offsets, items, weights, times))
+    return validated(UserBatch(list(users), offsets, items, weights, times))
 
 
 def _parse_json_lists(column: pa.Array, users: np.ndarray, spec: UsersSpec) -> pa.Array:
@@ -301,24 +139,6 @@ def _check_users(users: np.ndarray, spec: UsersSpec) -> None:
         raise CatalogError(f"users: a row of {spec.path} has no {spec.user_column}", field="users")
 
 
-def _validated(batch: UserBatch) -> UserBatch:
-    """Missing weights weigh 1 (as in the interactions reader); infinities name their user."""
-    batch.weights = np.where(np.isnan(batch.weights), 1.0, batch.weights)
-    bad = np.flatnonzero(np.isinf(batch.weights) | np.isinf(batch.timestamps))
-    if bad.size:
-        user = batch.user_ids[int(np.searchsorted(batch.offsets, bad[0], side="right") - 1)]
-        raise CatalogError(
-            f"users: user {user!r} has an infinite weight or timestamp", field="users"
-        )
-    missing = np.flatnonzero(batch.items.is_null().to_numpy(zero_copy_only=False))
-    if missing.size:
-        user = batch.user_ids[int(np.searchsorted(batch.offsets, missing[0], side="right") - 1)]
-        raise CatalogError(
-            f"users: user {user!r} has a history entry without an item id", field="users"
-        )
-    return batch
-
-
 # -- long layout ------------------------------------------------------------------------------------
 
 
@@ -339,24 +159,24 @@ class _Grouper:
             return block
         spec = self.spec
         n = table.num_rows
-        users = _strings(table.column(spec.user_column))
-        items = _ids(table.column(spec.item_column))
+        users = id_strings(table.column(spec.user_column))
+        items = id_array(table.column(spec.item_column))
         weight = table.column(spec.weight_column) if spec.weight_column else None
         stamp = table.column(spec.timestamp_column) if spec.timestamp_column else None
         _check_users(users, spec)
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
         offsets = np.r_[starts, n].astype(np.int64)
-        block = _validated(
+        block = validated(
             UserBatch(
                 list(users[starts]),
                 offsets,
                 items,
-                _numbers(weight, n, 1.0),
-                _numbers(stamp, n, math.nan),
+                numbers(weight, n, 1.0),
+                numbers(stamp, n, math.nan),
             )
         )
         if self.pending is not None:
-            joined = _batch([self.pending, block])
+            joined = concat_batches([self.pending, block])
             if block.user_ids[0] == self.pending.user_ids[0]:
                 # The held-back user goes on in this block: one run across the boundary.
                 joined = UserBatch(
@@ -368,8 +188,8 @@ class _Grouper:
                 )
             block = joined
         # The last user may go on in the next block: hold it back.
-        complete = _slice(block, 0, len(block) - 1)
-        self.pending = _slice(block, len(block) - 1, len(block))
+        complete = slice_batch(block, 0, len(block) - 1)
+        self.pending = slice_batch(block, len(block) - 1, len(block))
         for user in complete.user_ids:
             self._once(user)
         return complete
@@ -394,9 +214,10 @@ def iter_users(spec: UsersSpec, chunk_size: int) -> Iterator[UserBatch]:
         columns = [spec.user_column, spec.history_column]
         blocks: Iterator[UserBatch | None] = (
             _wide_block(t, spec)
-            for t in _blocks(
+            for t in read_blocks(
                 # A row is a whole history: read no more users at once than a chunk holds.
-                spec,
+                spec.path,
+                spec.table_format,
                 columns,
                 [spec.user_column],
                 (spec.history_column,),
@@ -407,7 +228,14 @@ def iter_users(spec: UsersSpec, chunk_size: int) -> Iterator[UserBatch]:
         columns = [spec.user_column, spec.item_column]
         columns += [c for c in (spec.weight_column, spec.timestamp_column) if c]
         grouper = _Grouper(spec)
-        tables = _blocks(spec, columns, [spec.user_column, spec.item_column], rows=READ_ROWS)
+        tables = read_blocks(
+            spec.path,
+            spec.table_format,
+            columns,
+            [spec.user_column, spec.item_column],
+            (),
+            READ_ROWS,
+        )
         blocks = _long_blocks(grouper, tables)
     held: list[UserBatch] = []
     count = 0
@@ -417,14 +245,14 @@ def iter_users(spec: UsersSpec, chunk_size: int) -> Iterator[UserBatch]:
         start = 0
         while start < len(block):
             take = min(chunk_size - count, len(block) - start)
-            held.append(_slice(block, start, start + take))
+            held.append(slice_batch(block, start, start + take))
             count += take
             start += take
             if count == chunk_size:
-                yield _batch(held)
+                yield concat_batches(held)
                 held, count = [], 0
     if held:
-        yield _batch(held)
+        yield concat_batches(held)
 
 
 def _long_blocks(grouper: _Grouper, tables: Iterator[pa.Table]) -> Iterator[UserBatch | None]:
