@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine.embedder import Embedder
+from engine.embedder import Embedder, backend_of, cache_spec
 from engine.errors import EmbedderError
 
 CACHE_DIR_NAME = ".cache"
@@ -215,6 +215,8 @@ class CachedEmbedder:
 
     It reports the inner embedder's spec, so bundles record the real model. ``hits`` and
     ``embedded`` count texts served from the cache and texts handed to the inner embedder.
+    Entries are keyed by :func:`~engine.embedder.cache_spec`: backends whose vectors are
+    interchangeable (torch, onnx) share them, int8 keeps its own.
     """
 
     def __init__(self, inner: Embedder, cache: EmbeddingCache) -> None:
@@ -226,6 +228,10 @@ class CachedEmbedder:
     @property
     def spec(self) -> str:
         return self.inner.spec
+
+    @property
+    def backend(self) -> str:
+        return backend_of(self.inner)
 
     @property
     def dimension(self) -> int:
@@ -242,7 +248,7 @@ class CachedEmbedder:
         the model sorts them by length into full batches. Fed a few misses per call instead,
         each tiny batch is padded to its longest text: the sample's 1 % rebuild embedded 2.4x
         slower that way."""
-        spec, dimension = self.spec, self.dimension
+        spec, dimension = cache_spec(self.spec, self.backend), self.dimension
         vectors, misses = self.cache.lookup(spec, texts, dimension)
         self.hits += len(texts) - len(misses)
         # A text repeated in the catalogue is embedded once.

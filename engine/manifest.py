@@ -30,6 +30,8 @@ class ModelInfo:
     spec: str
     dimension: int
     max_seq_length: int | None = None
+    # torch, onnx or onnx-int8 (engine.embedder.BACKENDS); manifests older than it are torch.
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,10 @@ class IndexInfo:
     metric: str = METRIC_INNER_PRODUCT
     # Defaults applied at query time: ``efSearch`` for HNSW, ``nprobe`` for IVF.
     search_params: dict[str, int] = field(default_factory=dict)
-    chosen_by: str = "user"  # "auto" when picked by the size rule
+    chosen_by: str = "user"  # "auto" when vecrec picked it (measured by the autotuner)
+    # What the build-time autotuner measured (indexer/autotune.py): target, recall, ms/query and
+    # every candidate it tried; absent from bundles not autotuned.
+    autotune: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

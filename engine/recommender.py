@@ -11,10 +11,11 @@ import numpy as np
 
 from engine.ann import Searcher
 from engine.bundle import Bundle
-from engine.embedder import Embedder, load_embedder
+from engine.embedder import Embedder, check_backend, load_embedder
 from engine.errors import EmbedderError, InvalidArgument, NoUsableInput, UnknownItem
 from engine.explain import Reason, explain
 from engine.filters import Filter, FilterIndex
+from engine.onnx_backend import bundle_export_dir
 from engine.ranking import Ranker
 from engine.rerankers import TextReranker
 from engine.results import QueryOptions, Results, ScoredItem, Source
@@ -34,6 +35,11 @@ class RecommenderConfig:
     search_params: dict[str, int] = field(default_factory=dict)
     # Used when a request gives no options.
     options: QueryOptions = field(default_factory=QueryOptions)
+    # Query embedding backend (torch, onnx, onnx-int8); None: the one the bundle was built with.
+    backend: str | None = None
+    # Embed queries with a backend whose vectors differ from the bundle's (int8 vs fp32) anyway.
+    allow_backend_mismatch: bool = False
+    device: str = "cpu"  # cuda: embed queries on the GPU
 
 
 class Recommender:
@@ -105,11 +111,21 @@ class Recommender:
                 f"was built with {expected.spec!r} ({expected.dimension}-d)",
                 field="model",
             )
+        check_backend(
+            expected.backend, embedder, allow_mismatch=self.config.allow_backend_mismatch
+        )
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            embedder = load_embedder(self.bundle.manifest.model.spec, threads=self._embed_threads)
+            model = self.bundle.manifest.model
+            embedder = load_embedder(
+                model.spec,
+                threads=self._embed_threads,
+                backend=self.config.backend or model.backend,
+                export_dir=bundle_export_dir(self.bundle.path),
+                device=self.config.device,
+            )
             self._check_embedder(embedder)
             self._embedder = embedder
         return self._embedder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -14,14 +15,16 @@ from tqdm import tqdm
 from engine import __version__
 from engine.bundle import BundleContent, new_version_id, write_bundle
 from engine.embed_cache import CACHE_DIR_NAME, CachedEmbedder, EmbeddingCache
-from engine.embedder import DEFAULT_MODEL, Embedder, load_embedder
+from engine.embedder import BACKEND_TORCH, DEFAULT_MODEL, Embedder, backend_of, load_embedder
 from engine.errors import InvalidArgument
+from engine.gpu import require_gpu
 from engine.interactions import InteractionsSpec, load_interactions, popularity
 from engine.manifest import MANIFEST_FILE, IndexInfo, Manifest, ModelInfo
+from engine.onnx_backend import ONNX_DIR_NAME
 from engine.writer_lock import writer_lock
+from indexer.autotune import DEFAULT_TARGET_RECALL, AutotuneConfig, autotune
 from indexer.catalog import Catalog, CatalogSpec, load_catalog
 from indexer.faiss_build import build_faiss_index, default_search_params
-from indexer.index_choice import choose_index
 
 _BUNDLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Texts per call to the embedder: big enough to keep batches full, small enough for steady
@@ -45,6 +48,10 @@ class BuildConfig:
     # Reuse embeddings of unchanged texts from earlier builds (engine/embed_cache.py).
     cache: bool = True
     cache_dir: Path | None = None  # default: <indexes_dir>/.cache, shared by every index
+    backend: str = BACKEND_TORCH  # torch, onnx or onnx-int8 (engine/embedder.py)
+    # --factory auto: the recall@10 the autotuner's chosen setting must reach (indexer/autotune.py)
+    target_recall: float = DEFAULT_TARGET_RECALL
+    gpu: bool = False  # embed on CUDA, train/fill IVF and Flat on the GPU (engine/gpu.py)
 
     @property
     def cache_path(self) -> Path:
@@ -104,7 +111,15 @@ def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport
     interactions = load_interactions(config.interactions) if config.interactions else None
     seconds["read"] = time.perf_counter() - started
 
-    embedder = embedder or load_embedder(config.model, threads=config.threads)
+    if config.gpu:
+        require_gpu()
+    embedder = embedder or load_embedder(
+        config.model,
+        threads=config.threads,
+        backend=config.backend,
+        export_dir=config.cache_path / ONNX_DIR_NAME,
+        device="cuda" if config.gpu else "cpu",
+    )
     cached = CachedEmbedder(embedder, EmbeddingCache(config.cache_path)) if config.cache else None
     mark = time.perf_counter()
     if cached is not None:
@@ -118,12 +133,15 @@ def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport
     seconds["embed"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
+    tuned = None
     if config.factory == "auto":
-        choice = choose_index(len(catalog), embedder.dimension)
-        factory, chosen_by = choice.factory, "auto"
+        tuned = autotune(
+            vectors, AutotuneConfig(target_recall=config.target_recall), gpu=config.gpu
+        )
+        factory, chosen_by, index = tuned.factory, "auto", tuned.index
     else:
         factory, chosen_by = config.factory, "user"
-    index = build_faiss_index(vectors, factory)
+        index = build_faiss_index(vectors, factory, gpu=config.gpu)
     seconds["index"] = time.perf_counter() - mark
 
     items = catalog.table.copy()
@@ -132,6 +150,13 @@ def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport
     manifest = _manifest(
         config, catalog, embedder, factory, chosen_by, index, interactions is not None
     )
+    if tuned is not None:
+        manifest = dataclasses.replace(
+            manifest,
+            index=dataclasses.replace(
+                manifest.index, search_params=dict(tuned.params), autotune=tuned.record()
+            ),
+        )
     mark = time.perf_counter()
     path = write_bundle(
         config.indexes_dir / config.name,
@@ -170,6 +195,7 @@ def _manifest(
             spec=embedder.spec,
             dimension=embedder.dimension,
             max_seq_length=embedder.max_seq_length,
+            backend=backend_of(embedder),
         ),
         index=IndexInfo(
             factory=factory, search_params=default_search_params(index), chosen_by=chosen_by

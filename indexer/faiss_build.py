@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from indexer.index_choice import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, ivf_nprob
 # Enough points to place centroids well; FAISS warns (and wastes time) beyond 256 per list.
 MAX_TRAINING_POINTS_PER_LIST = 256
 _HNSW_LINKS = re.compile(r"HNSW(\d*)")
+
+log = logging.getLogger(__name__)
 
 
 def _innermost(index: Any) -> Any:
@@ -36,9 +39,14 @@ def default_search_params(index: Any) -> dict[str, int]:
     return {}
 
 
-def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) -> Any:
-    """Train (if needed) and fill an index from ``float32 (n, d)`` unit ``vectors``."""
-    n, d = vectors.shape
+def build_faiss_index(
+    vectors: np.ndarray, factory: str, *, seed: int = 1234, gpu: bool = False
+) -> Any:
+    """Train (if needed) and fill an index from ``float32 (n, d)`` unit ``vectors``.
+
+    With ``gpu``, IVF and Flat indexes are trained and filled on the GPU (engine/gpu.py) and
+    returned as CPU indexes; HNSW, which FAISS cannot build on a GPU, is built on the CPU."""
+    d = vectors.shape[1]
     for links in _HNSW_LINKS.findall(factory):
         # FAISS accepts HNSW0/HNSW1 and then aborts the process inside add().
         if links and int(links) < 2:
@@ -48,8 +56,28 @@ def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) ->
     inner = _innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    if gpu:
+        from engine.gpu import require_gpu
+
+        require_gpu()
+        if isinstance(inner, faiss.IndexHNSW):
+            log.info("FAISS builds HNSW on the CPU only: --gpu does not apply to %s", factory)
+            gpu = False
+    built = _fill(index, vectors, factory, seed, gpu)
+    for key, value in default_search_params(built).items():
+        _apply(built, key, value)
+    return built
+
+
+def _fill(index: Any, vectors: np.ndarray, factory: str, seed: int, gpu: bool) -> Any:
+    n = len(vectors)
+    # Read from the CPU index: a GPU index is opaque to extract_index_ivf.
+    nlist = int(getattr(faiss.extract_index_ivf(index), "nlist", 1)) if _has_ivf(index) else 1
+    if gpu:
+        from engine.gpu import to_cpu, to_gpu
+
+        index = to_gpu(index)
     if not index.is_trained:
-        nlist = int(getattr(faiss.extract_index_ivf(index), "nlist", 1)) if _has_ivf(index) else 1
         cap = max(nlist * MAX_TRAINING_POINTS_PER_LIST, 10_000)
         if n < nlist:
             raise InvalidArgument(
@@ -62,9 +90,13 @@ def build_faiss_index(vectors: np.ndarray, factory: str, *, seed: int = 1234) ->
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
     with _factory_errors(f"factory {factory!r} cannot index the vectors"):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    for key, value in default_search_params(index).items():
-        _apply(index, key, value)
-    return index
+    return to_cpu(index) if gpu else index
+
+
+def apply_search_params(index: Any, params: dict[str, int]) -> None:
+    """Set ``efSearch``/``nprobe`` on ``index`` itself, so its file carries them too."""
+    for key, value in params.items():
+        _apply(index, key, int(value))
 
 
 @contextmanager
