@@ -87,7 +87,8 @@ def cmd_bulk(args: argparse.Namespace) -> int:
 
             report = run_bulk_ray(
                 index, spec, Path(args.out), request, address=args.address,
-                workers=args.workers, cross_encoder=args.cross_encoder, **common,
+                workers=args.workers, cross_encoder=args.cross_encoder, threads=args.threads,
+                **common,
             )  # fmt: skip
         else:
             from engine.bulk import run_bulk

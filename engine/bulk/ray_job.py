@@ -67,6 +67,13 @@ def start_ray(address: str | None, workers: int) -> Any:
     return ray
 
 
+def search_threads() -> int:
+    """The FAISS threads of this process (the cores, unless set otherwise)."""
+    import faiss
+
+    return int(faiss.omp_get_max_threads())
+
+
 def chunk_table(batch: UserBatch) -> pa.Table:
     """A chunk as one-row-per-user Parquet (the wide layout :func:`iter_users` reads back)."""
     events = pa.StructArray.from_arrays(
@@ -80,9 +87,12 @@ def chunk_table(batch: UserBatch) -> pa.Table:
 class ChunkWorker:
     """A Ray actor: one bundle, loaded once; each call answers whole chunks into parts."""
 
-    def __init__(self, index: str, request: BulkRequest, out: str) -> None:
+    def __init__(self, index: str, request: BulkRequest, out: str, threads: int) -> None:
+        import faiss
+
         from engine.bundle import Bundle
 
+        faiss.omp_set_num_threads(threads)
         self.batcher = BatchRecommender(Recommender(Bundle.load(index, mmap=False)), request)
         self.out = Path(out)
 
@@ -110,13 +120,19 @@ def run_bulk_ray(
     address: str | None = None,
     workers: int | None = None,
     cross_encoder: str | None = None,
+    threads: int | None = None,
     progress: Callable[[BulkReport], None] | None = None,
 ) -> BulkReport:
-    """:func:`engine.bulk.run_bulk` on Ray: same parts, same answers."""
+    """:func:`engine.bulk.run_bulk` on Ray: same parts, same answers.
+
+    ``threads``: FAISS/BLAS threads of each actor (default: what this process's FAISS uses,
+    i.e. what the local engine would use on this machine).
+    """
     if cross_encoder:
         raise InvalidArgument("--cross-encoder is not available with --engine ray", field="engine")
     ray = import_ray()
     workers = workers or 2
+    threads = threads or search_threads()
     # Loaded here too: the bundle is verified and the request validated before any actor starts.
     recommender = Recommender.open(index)
     BatchRecommender(recommender, request)
@@ -143,11 +159,17 @@ def run_bulk_ray(
                 "index": str(Path(index).resolve()),
                 "request": request,
                 "out": str(Path(out).resolve()),
+                "threads": threads,
             },
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
-        )
+            # BLAS and FAISS round differently with different thread counts (their work splits
+            # differ), which can reorder exactly tied items: the actors search with the threads
+            # the local engine would use, so both write the same parts.
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads),
+                                      "OPENBLAS_NUM_THREADS": str(threads)}},
+        )  # fmt: skip
         for row in dataset.iter_rows():
             report.parts_written += 1
             report.stats.add(ChunkStats(**{name: int(row[name]) for name in STAT_FIELDS}))
