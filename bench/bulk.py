@@ -185,6 +185,41 @@ def resume_check(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def online_check(args: dict[str, Any], n: int) -> dict[str, Any]:
+    """``n`` users of the local output, spread over the parts, against ``Recommender.recommend``:
+    identical lists, or near-tied neighbours traded (``tests/test_bulk.py``'s rule)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from engine import QueryOptions, Recommender
+    from engine.bulk import UsersSpec, iter_users
+    from tests.test_bulk import assert_same_answers
+
+    rec = Recommender.open(args["index"])
+    options = QueryOptions(strategy=args["strategy"])
+    parts = sorted(Path(args["out"]).glob("part-*.parquet"))
+    every = max(1, len(parts) // 10)
+    per_part = max(1, n // 10)
+    checked = identical = moved = 0
+    for i, batch in enumerate(iter_users(UsersSpec(Path(args["users_path"])), args["chunk"])):
+        if i % every or checked >= n:
+            continue
+        frame = pq.read_table(parts[i]).to_pandas()
+        for u in range(0, len(batch), max(1, len(batch) // per_part))[:per_part]:
+            online = rec.recommend(batch.history(u), None, args["k"], options=options)
+            mine = frame[frame["user_id"] == batch.user_ids[u]]
+            m = assert_same_answers(
+                mine["item_id"].tolist(),
+                mine["score"].to_numpy(np.float64),
+                online.ids,
+                np.array([item.score for item in online.items]),
+            )
+            checked += 1
+            identical += m == 0
+            moved += m
+    return {"users": checked, "identical": identical, "places_moved_by_near_ties": moved}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", default=str(ROOT / "indexes" / "movielens"))
@@ -197,12 +232,15 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resume-check", action="store_true")
+    parser.add_argument(
+        "--check-online", type=int, default=0, metavar="N", help="compare N users with online"
+    )
     a = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # bench.synthetic_users, tests.test_bulk
     scratch = Path(a.scratch or tempfile.mkdtemp(prefix="vecrec-bulk-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     users = Path(a.users_file) if a.users_file else scratch / f"users-{a.users}.parquet"
     if not users.exists():
-        sys.path.insert(0, str(ROOT))
         from bench.synthetic_users import write_users
         from engine.bundle import Bundle
 
@@ -236,6 +274,8 @@ def main() -> None:
         ray["wall_time_ratio_ray_over_local"] = round(ray["seconds"] / result["bulk"]["seconds"], 3)
         ray["equal_to_local"] = same_parts(Path(args["ray_out"]), Path(args["out"]))
         print(json.dumps({"ray": ray}, indent=2), flush=True)
+    if a.check_online:
+        print(json.dumps({"online": online_check(args, a.check_online)}, indent=2), flush=True)
     if a.resume_check:
         print(json.dumps({"resume": resume_check(args)}, indent=2), flush=True)
 
