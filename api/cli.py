@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from api import cli_eval, cli_perf, cli_updates, cli_versions
+from api import cli_eval, cli_hybrid, cli_perf, cli_updates, cli_versions
 from api.cli_common import (
     EXIT_ERROR,
     Parser,
@@ -57,6 +57,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         backend=args.backend,
         target_recall=args.target_recall,
         gpu=args.gpu,
+        **cli_hybrid.build_fields(args),  # CF vectors and BM25 (issue 9)
     )
     from api.cli_bulk import build_embedder  # --engine ray (issue 6)
 
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedding cache directory (default: INDEXES_DIR/.cache)",
     )
     cli_perf.add_build_options(b)
+    cli_hybrid.add_build_options(b)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--json", action="store_true")
     from api import cli_bulk  # bulk retrieval and the Ray engine (issue 6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from collections.abc import Callable
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from engine.evaluation import Method
 
 METHODS = ("random", "popular", "item-knn", "content")
+# The engine's other modes (issue 9): CF and popularity learnt from each split's training part.
+MODE_METHODS = ("content+popularity", "collaborative", "hybrid")
 
 
 def _ks(text: str) -> tuple[int, ...]:
@@ -89,13 +92,16 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
         SplitConfig,
         evaluate_recommenders,
     )
+    from engine.evaluation.modes import mode_methods
     from engine.interactions import load_interactions
+    from engine.results import QueryOptions
 
     methods_wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods_wanted) - set(METHODS))
+    unknown = sorted(set(methods_wanted) - set(METHODS) - set(MODE_METHODS))
     if unknown:
         raise InvalidArgument(
-            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}", field="methods"
+            f"unknown method(s) {unknown}; choose from {', '.join(METHODS + MODE_METHODS)}",
+            field="methods",
         )
     spec = interactions_spec(args)
     assert spec is not None  # --interactions is required
@@ -108,8 +114,15 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
         "item-knn": lambda: ItemKNNMethod(
             catalogue, neighbours=args.knn_neighbours or None, positive_threshold=args.threshold
         ),
-        "content": lambda: EngineMethod(recommender, "content"),
+        "content": lambda: EngineMethod(
+            recommender, "content", options=QueryOptions(mode="content")
+        ),
     }
+    modes = mode_methods(recommender)
+    for name in MODE_METHODS:
+        factories[name] = functools.partial(modes.__getitem__, name)
+    if args.both_splits:
+        return _both_splits(args, interactions, recommender, catalogue, methods_wanted, factories)
     config = EvalConfig(
         ks=args.ks,
         threshold=args.threshold,
@@ -142,6 +155,59 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
         )
     else:
         print(format_recommend_report(report, quality))
+    return 0
+
+
+def _both_splits(
+    args: argparse.Namespace,
+    interactions: Any,
+    recommender: Recommender,
+    catalogue: list[str],
+    methods_wanted: list[str],
+    factories: dict[str, Callable[[], Method]],
+) -> int:
+    """Validation, then test, with the same methods: choices are read off the first."""
+    from engine.evaluation import EvalConfig, SplitConfig, evaluate_recommenders
+
+    reports = {}
+    for name, validation in (("validation", True), ("test", False)):
+        config = EvalConfig(
+            ks=args.ks,
+            threshold=args.threshold,
+            split=SplitConfig(
+                method=args.split,
+                holdout=args.holdout,
+                min_history=args.min_history,
+                seed=args.seed,
+            ),
+            validation=validation,
+        )
+        reports[name] = evaluate_recommenders(
+            interactions,
+            [factories[m]() for m in methods_wanted],
+            config,
+            catalogue=catalogue,
+            vectors=recommender.bundle.vectors,
+            row_of=recommender.bundle.row_of,
+        )
+    quality = ann_quality(recommender.searcher, k=10)
+    if args.json:
+        print_json(
+            {
+                name: {
+                    "split": report.split,
+                    "users": report.users,
+                    "results": {
+                        r.name: {**r.metrics, "seconds": r.seconds} for r in report.results
+                    },
+                }
+                for name, report in reports.items()
+            }
+        )
+    else:
+        for name, report in reports.items():
+            print(f"== {name} ==")
+            print(format_recommend_report(report, quality))
     return 0
 
 
@@ -259,7 +325,9 @@ def register(sub: Any) -> None:
         help="cut-offs, comma-separated (default 10,20,100)",
     )
     r.add_argument(
-        "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
+        "--methods",
+        default=",".join(METHODS + MODE_METHODS),
+        help=f"comma-separated, of {', '.join(METHODS + MODE_METHODS)}",
     )
     r.add_argument(
         "--knn-neighbours",
@@ -271,6 +339,11 @@ def register(sub: Any) -> None:
         "--validation",
         action="store_true",
         help="score on the validation split (carved from training) instead of the test split",
+    )
+    r.add_argument(
+        "--both-splits",
+        action="store_true",
+        help="score on the validation split, then on the test split (one table each)",
     )
     _output_options(r)
     r.set_defaults(func=cmd_eval_recommend)

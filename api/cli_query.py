@@ -157,6 +157,19 @@ def add_rerank_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--explain", action="store_true", help="name the history items behind each result"
     )
+    parser.add_argument(
+        "--mode",
+        choices=["content", "collaborative", "hybrid"],
+        default=None,
+        help="signals: text vectors, CF vectors or both fused (default: hybrid when the index "
+        "has CF vectors; search: dense + BM25 when it has a BM25 index)",
+    )
+    parser.add_argument(
+        "--fusion",
+        default=None,
+        metavar="SIGNAL=W,...",
+        help="fusion weights of content, collaborative, popularity, lexical (omitted: 0)",
+    )
 
 
 def query_options(args: argparse.Namespace) -> Any:
@@ -192,4 +205,26 @@ def query_options(args: argparse.Namespace) -> Any:
         max_interests=args.max_interests,
         rerank=rerank,
         explain=args.explain,
+        mode=args.mode,
+        fusion=parse_fusion(args.fusion) if args.fusion else None,
     )
+
+
+def parse_fusion(text: str) -> Any:
+    """``content=0.1,collaborative=1,popularity=0.3`` → FusionWeights (omitted signals: 0)."""
+    from engine.fusion import SIGNALS, FusionWeights
+
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or name.strip() not in SIGNALS:
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"--fusion {text!r} must look like SIGNAL=WEIGHT,... with signals "
+                f"{', '.join(SIGNALS)}",
+                field="fusion",
+            ) from exc
+    return FusionWeights(**{name: weights.get(name, 0.0) for name in SIGNALS})

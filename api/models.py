@@ -18,6 +18,7 @@ from engine import (
     ScoredItem,
 )
 from engine.changes import ItemFields
+from engine.fusion import FusionWeights
 
 ItemId = Annotated[str | int, AfterValidator(str)]
 Scalar = str | int | float | bool
@@ -129,18 +130,42 @@ class RerankSpec(_Strict):
         )
 
 
+class FusionSpec(_Strict):
+    """Weights of the signals fused into one score (engine/fusion.py); omitted ones are 0."""
+
+    content: float = Field(0.0, ge=0, le=100, description="text-vector similarity")
+    collaborative: float = Field(0.0, ge=0, le=100, description="folded-in CF vectors")
+    popularity: float = Field(0.0, ge=0, le=100, description="log-popularity prior")
+    lexical: float = Field(0.0, ge=0, le=100, description="BM25 of the interests or search text")
+
+    def to_weights(self) -> FusionWeights:
+        return FusionWeights(self.content, self.collaborative, self.popularity, self.lexical)
+
+
 class _Query(_Strict):
     k: int = Field(10, ge=1, description="how many items to return (at most the server's max_k)")
     filters: list[FilterSpec] = Field(default_factory=list, description="ANDed conditions")
     exclude: list[ItemId] = Field(default_factory=list, description="ids never to return")
     rerank: RerankSpec | None = Field(None, description="optional re-ranking stages")
+    mode: Literal["content", "collaborative", "hybrid"] | None = Field(
+        None,
+        description="signals to use: content (text vectors), collaborative (CF vectors), hybrid "
+        "(all the index has, fused; search: dense + BM25). Default: hybrid when the index has "
+        "CF vectors (search: a BM25 index), else content",
+    )
+    fusion: FusionSpec | None = Field(None, description="signal weights (default: the mode's)")
 
     def options(self, defaults: QueryOptions) -> QueryOptions:
         """The request's options over the server's defaults."""
-        if self.rerank is None:
+        if self.rerank is None and self.mode is None and self.fusion is None:
             return defaults
         return QueryOptions(
-            defaults.strategy, defaults.max_interests, self.rerank.to_config(), defaults.explain
+            defaults.strategy,
+            defaults.max_interests,
+            self.rerank.to_config() if self.rerank is not None else defaults.rerank,
+            defaults.explain,
+            mode=self.mode or defaults.mode,
+            fusion=self.fusion.to_weights() if self.fusion is not None else defaults.fusion,
         )
 
 
@@ -168,6 +193,8 @@ class RecommendRequest(_Query):
             max_interests=self.max_interests or defaults.max_interests,
             rerank=self.rerank.to_config() if self.rerank is not None else defaults.rerank,
             explain=self.explain,
+            mode=self.mode or defaults.mode,
+            fusion=self.fusion.to_weights() if self.fusion is not None else defaults.fusion,
         )
 
     def events(self) -> list[HistoryEvent]:

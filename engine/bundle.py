@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,9 @@ class BundleContent:
     vectors: np.ndarray
     items: pd.DataFrame
     manifest: Manifest  # ``files`` is filled in by write_bundle
+    # Writers of optional parts (engine/extras.py): each writes its files into the version
+    # directory and returns their names, which get checksums in the manifest like the others.
+    extras: tuple[Callable[[Path], list[str]], ...] = ()
 
 
 def write_bundle(root: str | Path, content: BundleContent, *, make_current: bool = True) -> Path:
@@ -140,7 +144,8 @@ def write_bundle(root: str | Path, content: BundleContent, *, make_current: bool
         np.save(tmp / VECTORS_FILE, np.ascontiguousarray(content.vectors, dtype=np.float32))
         content.items.to_parquet(tmp / ITEMS_FILE, index=False)
         files = {}
-        for name in (INDEX_FILE, ITEMS_FILE, VECTORS_FILE):
+        extra_files = [name for write in content.extras for name in write(tmp)]
+        for name in (INDEX_FILE, ITEMS_FILE, VECTORS_FILE, *extra_files):
             fsync_file(tmp / name)
             files[name] = FileInfo(
                 sha256=sha256_file(tmp / name), bytes=(tmp / name).stat().st_size
@@ -208,6 +213,7 @@ class Bundle:
         row_of: dict[str, int] | None = None,
         log: LogState = EMPTY_LOG,
         buffer: Any = None,
+        extras: dict[str, Any] | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
@@ -220,6 +226,8 @@ class Bundle:
         self.live: np.ndarray | None = None if deleted is None else ~deleted
         self.log = log
         self.buffer = buffer  # engine.live.RowBuffer shared with later snapshots, once updated
+        # Optional parts loaded on first use (engine/extras.py), shared with later snapshots.
+        self.extras: dict[str, Any] = extras if extras is not None else {}
         self.ids: np.ndarray = items["id"].to_numpy(dtype=object)
         self.row_of: dict[str, int] = (
             row_of if row_of is not None else {item_id: row for row, item_id in enumerate(self.ids)}

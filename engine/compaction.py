@@ -28,6 +28,7 @@ from engine.bundle import (
     write_bundle,
 )
 from engine.errors import IndexLocked
+from engine.extras import carried_writers
 from engine.wal import log_path, read_log, write_log
 from engine.writer_lock import writer_lock
 
@@ -49,9 +50,12 @@ def compacted_content(bundle: Bundle) -> BundleContent:
     index.reset()  # keeps what training learnt (IVF centroids, SQ ranges), drops the vectors
     if len(vectors):
         index.add(vectors)
+    # Optional parts (engine/extras.py) follow their rows; BM25 is rebuilt over the kept texts.
+    extras, described = carried_writers(bundle, rows, items["text"].astype(str).tolist())
     now = dt.datetime.now(dt.UTC)
     manifest = replace(
         bundle.manifest,
+        extras=described,
         version=new_version_id(now),
         created_at=now.isoformat(timespec="milliseconds"),
         item_count=len(rows),
@@ -62,7 +66,9 @@ def compacted_content(bundle: Bundle) -> BundleContent:
             "updates_folded": bundle.log.last_seq,
         },
     )
-    return BundleContent(index=index, vectors=vectors, items=items, manifest=manifest)
+    return BundleContent(
+        index=index, vectors=vectors, items=items, manifest=manifest, extras=extras
+    )
 
 
 def finish(snapshot: Bundle, content: BundleContent) -> CompactionResult:

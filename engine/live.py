@@ -114,6 +114,7 @@ def _apply(bundle: Bundle, changes: Sequence[Change], log: LogState) -> Bundle:
         row_of=row_of,
         log=log,
         buffer=buffer,
+        extras=bundle.extras,  # CF vectors and BM25 cover the indexed rows: shared as loaded
     )
 
 

@@ -72,6 +72,9 @@ class Manifest:
     files: dict[str, FileInfo]
     source: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # Optional parts (engine/extras.py): "collaborative" (CF vectors + index), "lexical" (BM25),
+    # each a description; their files are listed in ``files``. Absent from older bundles.
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -109,6 +112,7 @@ class Manifest:
                 files={k: FileInfo(**v) for k, v in raw["files"].items()},
                 source=dict(raw.get("source", {})),
                 format_version=int(version),
+                extras={str(k): dict(v) for k, v in raw.get("extras", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleCorrupt(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import hybrid
 from engine.ann import Searcher
 from engine.bundle import Bundle
 from engine.embedder import Embedder, check_backend, load_embedder
@@ -202,16 +203,22 @@ class Recommender:
         signal = user_signal(known_rows, vectors, weights, times, interest_vec, model)
         unknown_all = tuple(unknown + unknown_excluded)
         ranked = None
+        fused = hybrid.for_recommend(
+            self.bundle, self.searcher, signal, model, options, allowed, text
+        )
         if signal.has_positive:
             ranked = self.ranker.rank(
-                lambda pool: candidates(
-                    options.strategy,
-                    signal,
-                    model,
-                    self.searcher,
-                    pool,
-                    allowed,
-                    max_interests=options.max_interests,
+                fused
+                or (
+                    lambda pool: candidates(
+                        options.strategy,
+                        signal,
+                        model,
+                        self.searcher,
+                        pool,
+                        allowed,
+                        max_interests=options.max_interests,
+                    )
                 ),
                 k,
                 options.rerank,
@@ -281,7 +288,9 @@ class Recommender:
         query = self.embed_text(text, field="text")
         excluded, unknown = self._rows_of(exclude)
         allowed = self._allowed(filters, excluded)
-        items = self._ranked(query, k, allowed, options or self.config.options, text)
+        options = options or self.config.options
+        fused = hybrid.for_search(self.bundle, self.searcher, query, text, options, allowed)
+        items = self._ranked(query, k, allowed, options, text, fused)
         return Results(items, "text", tuple(unknown))
 
     def get(self, item_id: str) -> ScoredItem:
@@ -346,15 +355,18 @@ class Recommender:
         allowed: np.ndarray | None,
         options: QueryOptions,
         text: str | None,
+        fused: hybrid.Generator | None = None,
     ) -> tuple[ScoredItem, ...]:
-        """One query vector through the search and the re-ranking stages."""
+        """One query vector (or the ``fused`` generator) through the search and re-ranking."""
 
         def generate(pool: int) -> Candidates:
             scores, rows = self.searcher.search(query[None, :], pool, allowed)
             keep = rows[0] >= 0
             return Candidates(rows[0][keep], scores[0][keep], query)
 
-        ranked = self.ranker.rank(generate, k, options.rerank, self._eligible(allowed), text)
+        ranked = self.ranker.rank(
+            fused or generate, k, options.rerank, self._eligible(allowed), text
+        )
         assert ranked is not None
         return tuple(
             self._item(int(row), float(score))

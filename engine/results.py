@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.errors import InvalidArgument
 from engine.explain import Reason
+from engine.fusion import MODES, FusionWeights
 from engine.rerank import RerankConfig
 from engine.strategies import Strategy, check_strategy
 
@@ -22,9 +24,18 @@ class QueryOptions:
     max_interests: int = 3
     rerank: RerankConfig = field(default_factory=RerankConfig)
     explain: bool = False
+    # content | collaborative | hybrid (engine/hybrid.py); None: hybrid when the bundle has
+    # collaborative vectors (search: a BM25 index), else content.
+    mode: str | None = None
+    # Signal weights of the fusion rule (engine/fusion.py); None: the mode's tuned defaults.
+    fusion: FusionWeights | None = None
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy, self.max_interests)
+        if self.mode is not None and self.mode not in MODES:
+            raise InvalidArgument(
+                f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})", field="mode"
+            )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from engine.onnx_backend import ONNX_DIR_NAME
 from engine.writer_lock import writer_lock
 from indexer.autotune import DEFAULT_TARGET_RECALL, AutotuneConfig, autotune
 from indexer.catalog import Catalog, CatalogSpec, load_catalog
+from indexer.collaborative_build import extra_parts
 from indexer.faiss_build import build_faiss_index, default_search_params
 
 _BUNDLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -52,6 +53,10 @@ class BuildConfig:
     # --factory auto: the recall@10 the autotuner's chosen setting must reach (indexer/autotune.py)
     target_recall: float = DEFAULT_TARGET_RECALL
     gpu: bool = False  # embed on CUDA, train/fill IVF and Flat on the GPU (engine/gpu.py)
+    # Optional bundle parts (indexer/collaborative_build.py): CF vectors learnt from the
+    # interactions (serving defaults to hybrid mode then) and a BM25 index of the texts.
+    collaborative: bool = False
+    lexical: bool = False
 
     @property
     def cache_path(self) -> Path:
@@ -150,6 +155,16 @@ def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport
     manifest = _manifest(
         config, catalog, embedder, factory, chosen_by, index, interactions is not None
     )
+    mark = time.perf_counter()
+    extras, described = extra_parts(
+        item_ids=catalog.ids,
+        texts=catalog.texts,
+        interactions=interactions,
+        collaborative=config.collaborative,
+        lexical=config.lexical,
+    )
+    manifest = dataclasses.replace(manifest, extras=described)
+    seconds["extras"] = time.perf_counter() - mark
     if tuned is not None:
         manifest = dataclasses.replace(
             manifest,
@@ -160,7 +175,7 @@ def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport
     mark = time.perf_counter()
     path = write_bundle(
         config.indexes_dir / config.name,
-        BundleContent(index=index, vectors=vectors, items=items, manifest=manifest),
+        BundleContent(index=index, vectors=vectors, items=items, manifest=manifest, extras=extras),
     )
     seconds["write"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started

@@ -213,7 +213,11 @@ def test_index_info_json(built: Built) -> None:
     assert manifest["has_popularity"] is True
     assert manifest["list_columns"] == ["genres"]
     assert manifest["text_template"] == TEMPLATE
-    assert set(manifest["files"]) == {"index.faiss", "items.parquet", "vectors.npy"}
+    # Built with --interactions: collaborative vectors and their index too (issue 9).
+    assert set(manifest["files"]) == {
+        "index.faiss", "items.parquet", "vectors.npy", "cf_vectors.npy", "cf_index.faiss"
+    }  # fmt: skip
+    assert set(manifest["extras"]) == {"collaborative"}
 
 
 # -- queries -------------------------------------------------------------------------------------

@@ -75,7 +75,12 @@ def test_eval_recommend_json(data: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["users"] == USERS
-    assert set(out["results"]) == {"random", "popular", "item-knn", "content"}
+    assert set(out["results"]) == {
+        "random", "popular", "item-knn", "content",
+        "content+popularity", "collaborative", "hybrid",
+    }  # fmt: skip
+    # The CF vectors learnt on the training part find each user's cluster as item-kNN does.
+    assert out["results"]["collaborative"]["NDCG@10"] > 2 * out["results"]["random"]["NDCG@10"]
     knn, rnd = out["results"]["item-knn"], out["results"]["random"]
     content = out["results"]["content"]
     # Users stay inside one cluster: co-occurrence finds their next items, chance does not.
