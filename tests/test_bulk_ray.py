@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def local_cluster() -> Iterator[None]:
 
 
 def test_ray_bulk_writes_the_local_engines_parts(
-    local_cluster: None, hash_index: Path, tmp_path: Path
+    local_cluster: None, hash_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from engine.bulk.ray_job import run_bulk_ray
 
@@ -46,11 +47,13 @@ def test_ray_bulk_writes_the_local_engines_parts(
     assert on_ray.stats.users == 450 and on_ray.stats.rows == local.stats.rows
     pd.testing.assert_frame_equal(read_parts(tmp_path / "ray"), read_parts(tmp_path / "local"))
     assert not (tmp_path / "ray" / ".chunks").exists()
-    # Resuming a finished Ray job starts no work.
-    again = run_bulk_ray(
-        hash_index, UsersSpec(users), tmp_path / "ray", request, chunk_size=100, resume=True
-    )
-    assert again.parts_skipped == 5 and again.parts_written == 0
+    # Resuming a finished Ray job from the command line starts no work.
+    argv = ["bulk", "--index", str(hash_index), "--users", str(users), "--out",
+            str(tmp_path / "ray"), "-k", "8", "--strategy", "multi_interest", "--explain",
+            "--chunk-size", "100", "--engine", "ray", "--resume", "--quiet", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parts_skipped"] == 5 and summary["parts_written"] == 0
 
 
 def test_index_build_on_ray_embeds_like_a_local_build(
