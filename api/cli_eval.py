@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def _recommender_for(args: argparse.Namespace, catalog: str | None) -> Recommend
             # The throw-away bundle still shares the indexes' embedding cache: a second
             # evaluation of the same catalogue and model embeds nothing.
             cache_dir=Path(args.indexes_dir) / CACHE_DIR_NAME,
+            lexical=getattr(args, "lexical", False),
         )
     )
     return Recommender.open(report.path)
@@ -259,11 +261,25 @@ def format_recommend_report(report: EvalReport, quality: AnnQuality) -> str:
 
 def cmd_eval_search(args: argparse.Namespace) -> int:
     from engine.evaluation.beir import evaluate_search, load_qrels, load_queries
+    from engine.extras import parts_of
+    from engine.results import QueryOptions
 
     queries = load_queries(Path(args.queries))
     qrels = load_qrels(Path(args.qrels))
     recommender = _recommender_for(args, args.corpus)
     report = evaluate_search(recommender, queries, qrels, k=args.k)
+    # With a BM25 index the default is dense + BM25: dense alone is measured beside it.
+    by_mode = {"default": report}
+    if parts_of(recommender.bundle).lexical is not None:
+        dense = Recommender(
+            recommender.bundle,
+            recommender.embedder,
+            dataclasses.replace(recommender.config, options=QueryOptions(mode="content")),
+        )
+        by_mode = {
+            "dense+bm25": report,
+            "dense": evaluate_search(dense, queries, qrels, k=args.k),
+        }
     quality = _finish(args, recommender, report)
     if args.json:
         print_json(
@@ -273,13 +289,17 @@ def cmd_eval_search(args: argparse.Namespace) -> int:
                 "ms_per_query": 1000 * report.seconds_per_query,
                 "ann": _ann_json(quality),
                 "index": str(recommender.bundle.path),
+                "modes": {name: r.metrics for name, r in by_mode.items()},
             }
         )
     else:
-        metrics = "  ".join(f"{name} {value:.4f}" for name, value in report.metrics.items())
-        print(
-            f"{report.queries} queries: {metrics}  ({1000 * report.seconds_per_query:.1f} ms/query)"
-        )
+        for name, r in by_mode.items():
+            metrics = "  ".join(f"{metric} {value:.4f}" for metric, value in r.metrics.items())
+            label = "" if name == "default" else f"{name}: "
+            print(
+                f"{label}{r.queries} queries: {metrics}  "
+                f"({1000 * r.seconds_per_query:.1f} ms/query)"
+            )
         print(f"index ANN recall@10 vs exact: {quality.recall:.3f}")
     return 0
 
@@ -355,6 +375,11 @@ def register(sub: Any) -> None:
     s.add_argument("--index", default=None, help="evaluate an existing bundle of the corpus")
     s.add_argument("-k", type=positive_int, default=100, help="results per query (Recall@k)")
     add_catalog_options(s)
+    s.add_argument(
+        "--lexical",
+        action="store_true",
+        help="build a BM25 index too and report dense + BM25 beside dense alone",
+    )
     _output_options(s)
     # BEIR's corpus layout; title and text joined by a space as BEIR and MTEB embed them.
     s.set_defaults(func=cmd_eval_search, id_column="_id", text="{title} {text}", metadata="title")
