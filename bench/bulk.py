@@ -236,6 +236,10 @@ def main() -> None:
         "--check-online", type=int, default=0, metavar="N", help="compare N users with online"
     )
     a = parser.parse_args()
+    # Run as a script, bench/ is first on the path, where bench/http.py would shadow the standard
+    # library's http (which Ray imports); the children inherit the path.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     sys.path.insert(0, str(ROOT))  # bench.synthetic_users, tests.test_bulk
     scratch = Path(a.scratch or tempfile.mkdtemp(prefix="vecrec-bulk-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
