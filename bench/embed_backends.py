@@ -139,7 +139,7 @@ def quality(args: argparse.Namespace, export_dir: Path) -> dict[str, dict[str, f
     short = short_texts(args.neighbours)
     out: dict[str, dict[str, float]] = {}
     ref_query_top = ref_item_top = None
-    for backend in BACKENDS:
+    for backend in ["torch", *(b for b in args.quality_backends if b != "torch")]:
         embedder = load_embedder(
             "all-MiniLM-L6-v2", backend=backend, threads=2, export_dir=export_dir
         )
@@ -173,6 +173,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--neighbours", type=int, default=2000, help="MovieLens items compared")
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument(
+        "--quality-backends",
+        type=lambda s: s.split(","),
+        default=list(BACKENDS),
+        help="backends whose quality is measured against torch (default: all)",
+    )
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--cache-dir", default=str(ROOT / "indexes" / ".cache" / "bench"))
     args = parser.parse_args()

@@ -23,6 +23,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from engine.native_params import carries, own_search_params
+
 # Scanning 20k rows of 384 floats is ~8 MFLOP per query, well under a millisecond on one core.
 EXACT_SCAN_MAX_ROWS = 20_000
 # An exact scan gathers the allowed rows when they are under 1/4 of all rows, else scans all.
@@ -96,6 +98,8 @@ class Searcher:
         self.live = live
         self.indexed_rows = int(index.ntotal)
         self._exact_index = is_exact(index)
+        # Read once: indexes are not re-tuned after loading (engine/native_params.py).
+        self._own_params = own_search_params(index)
 
     @property
     def size(self) -> int:
@@ -191,9 +195,12 @@ class Searcher:
         indexed = None if allowed is None else allowed[: self.indexed_rows]
         selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
         overrides = {**self.default_params, **(params or {})}
-        search_params, keep = search_parameters(self.index, selector, overrides, k)
-        scores, found = self.index.search(queries, k, params=search_params)
-        del keep, bits  # the search is over: the selector's buffers may go
+        if selector is None and carries(self._own_params, overrides, k):
+            scores, found = self.index.search(queries, k)
+        else:
+            search_params, keep = search_parameters(self.index, selector, overrides, k)
+            scores, found = self.index.search(queries, k, params=search_params)
+            del keep, bits  # the search is over: the selector's buffers may go
         scores[found < 0] = -np.inf  # FAISS pads with -FLT_MAX; one convention for both paths
         return scores, found.astype(np.int64, copy=False)
 

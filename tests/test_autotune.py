@@ -147,3 +147,23 @@ def test_gpu_flag_fails_with_one_line_without_a_gpu(indexes_dir: Path, args: tup
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("vecrec: error: --gpu needs a CUDA GPU: ")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_searches_with_the_index_own_parameters_skip_the_parameter_object(
+    tuned: object, vectors: np.ndarray
+) -> None:
+    from engine.ann import search_parameters
+    from engine.native_params import carries, own_search_params
+    from indexer.autotune import AutotuneResult
+
+    assert isinstance(tuned, AutotuneResult)
+    own = own_search_params(tuned.index)
+    assert own == tuned.params  # the build applied the tuned setting to the index itself
+    assert carries(own, tuned.params, 10)
+    assert not carries({"efSearch": 16}, {}, 32)  # HNSW returns at most efSearch hits
+    assert not carries({"nprobe": 4}, {"nprobe": 8}, 10)
+    queries = vectors[:50] + 0.05
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    fast = Searcher(tuned.index, vectors, tuned.params).search(queries, 10)[1]
+    params, _ = search_parameters(tuned.index, None, tuned.params, 10)
+    assert np.array_equal(fast, tuned.index.search(queries, 10, params=params)[1])

@@ -1,0 +1,151 @@
+"""HTTP throughput: vecrec's ``/recommend`` and ``/search`` against a bare FastAPI service.
+
+    nice .venv/bin/python bench/http.py --index indexes/movielens            # ~5-10 min
+
+Both services run under real uvicorn on loopback, one after the other, with the same number of
+workers; the baseline (bench/bare_app.py) does the same FAISS call with nothing around it. For
+each endpoint and each concurrency (1, 8, 32 clients, each sending its next request when the
+last is answered), a bounded number of requests gives throughput and p50/p99 latency. Requests
+are real MovieLens users (5-30 ratings, strategy ``mean`` so vecrec makes the baseline's one
+search) and short search texts. Resident memory of each worker process is read at the end
+(psutil, ``.[bench]`` extra).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder leads sys.path and this module would shadow the standard
+# library's ``http`` (which httpx and uvicorn import): drop the folder first.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.recommend_latency import free_port, users  # noqa: E402
+
+TEXTS = [
+    "space adventure with robots",
+    "romantic comedy in paris",
+    "animated film for children",
+    "dark crime thriller",
+    "documentary about music",
+    "war drama based on a true story",
+]
+
+
+@contextmanager
+def serve(app: str, env: dict[str, str], workers: int) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--port", str(port),
+           "--log-level", "warning", "--workers", str(workers)]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for _ in range(900):
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def worker_rss_mib(pid: int) -> list[float]:
+    import psutil
+
+    parent = psutil.Process(pid)
+    procs = parent.children(recursive=True) or [parent]
+    # Under --workers, the parent is a supervisor and the children serve.
+    return [p.memory_info().rss / 2**20 for p in procs if "python" in p.name().lower()]
+
+
+async def load(url: str, path: str, bodies: list[dict[str, Any]], clients: int) -> dict[str, float]:
+    queue = list(reversed(bodies))
+    latencies: list[float] = []
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while queue:
+            body = queue.pop()
+            start = time.perf_counter()
+            response = await client.post(path, json=body)
+            latencies.append(time.perf_counter() - start)
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        for body in bodies[:5]:
+            await client.post(path, json=body)  # warm-up
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        wall = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {"rps": len(bodies) / wall, "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99))}  # fmt: skip
+
+
+def measure(
+    url: str, args: argparse.Namespace, vecrec: bool
+) -> dict[tuple[str, int], dict[str, float]]:
+    histories = users(args.requests)
+    extra = {"strategy": "mean"} if vecrec else {}
+    recommend = [{"history": h, "k": 10, **extra} for h in histories]
+    search = [
+        {"text": TEXTS[i % len(TEXTS)] + f" {i}", "k": 10} for i in range(args.search_requests)
+    ]
+    out = {}
+    for clients in args.concurrency:
+        out[("/recommend", clients)] = asyncio.run(load(url, "/recommend", recommend, clients))
+        out[("/search", clients)] = asyncio.run(load(url, "/search", search, clients))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", default=str(ROOT / "indexes" / "movielens"))
+    parser.add_argument("--requests", type=int, default=300, help="/recommend requests per level")
+    parser.add_argument("--search-requests", type=int, default=100, help="/search per level")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 8, 32])  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    results, rss = {}, {}
+    for name, app, env in (
+        ("vecrec", "api.app:create_app", {"VECREC_INDEX": args.index}),
+        ("bare FastAPI + FAISS", "bench.bare_app:create_app", {"BARE_INDEX": args.index}),
+    ):
+        with serve(app, env, args.workers) as (url, pid):
+            results[name] = measure(url, args, name == "vecrec")
+            rss[name] = worker_rss_mib(pid)
+    print(f"index {args.index}, {args.workers} uvicorn worker(s), loopback")
+    print("| endpoint | clients | vecrec req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms | "
+          "throughput ×bare |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, v in results["vecrec"].items():
+        b = results["bare FastAPI + FAISS"][key]
+        print(f"| {key[0]} | {key[1]} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | "
+              f"{b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {v['rps'] / b['rps']:.2f} |")  # fmt: skip
+    for name, values in rss.items():
+        print(f"RSS per worker, {name}: " + ", ".join(f"{v:.0f} MiB" for v in values))
+
+
+if __name__ == "__main__":
+    main()
