@@ -203,3 +203,16 @@ def test_writes_under_read_load_fail_no_request(tmp_path: Path) -> None:
         assert seen["failed"] == [] and seen["ok"] > 50
         text = client.get("/items/load-19").json()["text"]
         assert found(client, text, k=1) == ["load-19"]
+
+
+def test_a_write_while_another_writer_holds_the_index_is_refused_with_409(tmp_path: Path) -> None:
+    from engine.writer_lock import writer_lock
+
+    root = make_index(tmp_path, "Flat")
+    with serve(root) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        with writer_lock(root):  # e.g. a build running from a script
+            response = client.put("/items/x", json=NEW_ITEM, headers=AUTH)
+        assert response.status_code == 409, response.text
+        assert response.json()["type"] == "IndexLocked" and "locked" in response.json()["detail"]
+        assert client.get("/items/x").status_code == 404
+        assert client.put("/items/x", json=NEW_ITEM, headers=AUTH).status_code == 200
