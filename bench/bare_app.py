@@ -1,4 +1,4 @@
-"""The baseline of bench/http.py: a bare FastAPI service doing the same FAISS calls as vecrec.
+"""The baseline of bench/http_bench.py: a bare FastAPI service doing the same FAISS calls as vecrec.
 
 ``/recommend``: the weighted mean of the history items' stored vectors, ``index.search`` for
 ``k + len(history)``, seen items dropped. ``/search``: the text embedded by sentence-transformers

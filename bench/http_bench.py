@@ -1,6 +1,6 @@
 """HTTP throughput: vecrec's ``/recommend`` and ``/search`` against a bare FastAPI service.
 
-    nice .venv/bin/python bench/http.py --index indexes/movielens            # ~5-10 min
+    nice .venv/bin/python bench/http_bench.py --index indexes/movielens            # ~5-10 min
 
 Both services run under real uvicorn on loopback, one after the other, with the same number of
 workers; the baseline (bench/bare_app.py) does the same FAISS call with nothing around it. For
@@ -13,25 +13,19 @@ search) and short search texts. Resident memory of each worker process is read a
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's folder leads sys.path and this module would shadow the standard
-# library's ``http`` (which httpx and uvicorn import): drop the folder first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
