@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Each request searches one query; OpenMP teams per request would oversubscribe the cores
     # that uvicorn's thread pool already shares out.
     faiss_threads: int = Field(1, ge=1)
+    # numpy's BLAS threads per process, for the same reason (bench/http_bench.py, issue 7).
+    blas_threads: int = Field(1, ge=1)
     model: str | None = Field(None, description="override the bundle's model spec (a local path)")
     warm_up: bool = Field(True, description="load the model at start-up, not on the first query")
     strategy: Literal["mean", "best_score", "multi_interest"] = Field(
