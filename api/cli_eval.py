@@ -87,12 +87,9 @@ def _recommender_for(args: argparse.Namespace, catalog: str | None) -> Recommend
 def cmd_eval_recommend(args: argparse.Namespace) -> int:
     from engine.evaluation import (
         EngineMethod,
-        EvalConfig,
         ItemKNNMethod,
         PopularMethod,
         RandomMethod,
-        SplitConfig,
-        evaluate_recommenders,
     )
     from engine.evaluation.modes import mode_methods
     from engine.interactions import load_interactions
@@ -125,22 +122,8 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
         factories[name] = functools.partial(modes.__getitem__, name)
     if args.both_splits:
         return _both_splits(args, interactions, recommender, catalogue, methods_wanted, factories)
-    config = EvalConfig(
-        ks=args.ks,
-        threshold=args.threshold,
-        split=SplitConfig(
-            method=args.split, holdout=args.holdout, min_history=args.min_history, seed=args.seed
-        ),
-        validation=args.validation,
-    )
-    report = evaluate_recommenders(
-        interactions,
-        [factories[m]() for m in methods_wanted],
-        config,
-        catalogue=catalogue,
-        vectors=recommender.bundle.vectors,
-        row_of=recommender.bundle.row_of,
-    )
+    config = _eval_config(args, args.validation)
+    report = _evaluate(interactions, recommender, catalogue, methods_wanted, factories, config)
     quality = _finish(args, recommender, report)
     if args.json:
         print_json(
@@ -160,6 +143,39 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_config(args: argparse.Namespace, validation: bool) -> Any:
+    from engine.evaluation import EvalConfig, SplitConfig
+
+    return EvalConfig(
+        ks=args.ks,
+        threshold=args.threshold,
+        split=SplitConfig(
+            method=args.split, holdout=args.holdout, min_history=args.min_history, seed=args.seed
+        ),
+        validation=validation,
+    )
+
+
+def _evaluate(
+    interactions: Any,
+    recommender: Recommender,
+    catalogue: list[str],
+    methods_wanted: list[str],
+    factories: dict[str, Callable[[], Method]],
+    config: Any,
+) -> EvalReport:
+    from engine.evaluation import evaluate_recommenders
+
+    return evaluate_recommenders(
+        interactions,
+        [factories[m]() for m in methods_wanted],
+        config,
+        catalogue=catalogue,
+        vectors=recommender.bundle.vectors,
+        row_of=recommender.bundle.row_of,
+    )
+
+
 def _both_splits(
     args: argparse.Namespace,
     interactions: Any,
@@ -169,28 +185,11 @@ def _both_splits(
     factories: dict[str, Callable[[], Method]],
 ) -> int:
     """Validation, then test, with the same methods: choices are read off the first."""
-    from engine.evaluation import EvalConfig, SplitConfig, evaluate_recommenders
-
     reports = {}
     for name, validation in (("validation", True), ("test", False)):
-        config = EvalConfig(
-            ks=args.ks,
-            threshold=args.threshold,
-            split=SplitConfig(
-                method=args.split,
-                holdout=args.holdout,
-                min_history=args.min_history,
-                seed=args.seed,
-            ),
-            validation=validation,
-        )
-        reports[name] = evaluate_recommenders(
-            interactions,
-            [factories[m]() for m in methods_wanted],
-            config,
-            catalogue=catalogue,
-            vectors=recommender.bundle.vectors,
-            row_of=recommender.bundle.row_of,
+        config = _eval_config(args, validation)
+        reports[name] = _evaluate(
+            interactions, recommender, catalogue, methods_wanted, factories, config
         )
     quality = ann_quality(recommender.searcher, k=10)
     if args.json:
