@@ -85,6 +85,7 @@ def _recommender_for(args: argparse.Namespace, catalog: str | None) -> Recommend
 
 
 def cmd_eval_recommend(args: argparse.Namespace) -> int:
+    from engine.collaborative import ALSConfig
     from engine.evaluation import (
         EngineMethod,
         ItemKNNMethod,
@@ -117,7 +118,8 @@ def cmd_eval_recommend(args: argparse.Namespace) -> int:
             recommender, "content", options=QueryOptions(mode="content")
         ),
     }
-    modes = mode_methods(recommender)
+    # CF positives are the ratings that count as hits, as item-kNN's are.
+    modes = mode_methods(recommender, ALSConfig(positive_threshold=args.threshold))
     for name in MODE_METHODS:
         factories[name] = functools.partial(modes.__getitem__, name)
     if args.both_splits:

@@ -14,6 +14,14 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
         "(learnt by default when interactions are given; queries then default to hybrid mode)",
     )
     parser.add_argument(
+        "--cf-positive-threshold",
+        type=float,
+        default=None,
+        metavar="W",
+        help="collaborative vectors learn from interactions weighing at least W (with "
+        "--rating-column; e.g. 4 on a 5-star scale); default: every interaction",
+    )
+    parser.add_argument(
         "--lexical",
         action="store_true",
         help="also build a BM25 index of the item texts (search and interests fuse it with "
@@ -26,4 +34,5 @@ def build_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "collaborative": bool(args.interactions) and not args.no_collaborative,
         "lexical": args.lexical,
+        "cf_positive_threshold": args.cf_positive_threshold,
     }

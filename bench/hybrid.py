@@ -54,6 +54,7 @@ from indexer.sample import SAMPLE_DIR  # noqa: E402
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 INDEXES = ROOT / "indexes"
 SPLIT = SplitConfig("temporal", 0.2, 1, 0)
+ALS = ALSConfig(positive_threshold=4.0)  # positives: what counts as a hit, as for item-kNN
 
 
 class MemoEmbedder:
@@ -164,8 +165,8 @@ def sample_recommender() -> Recommender:
 
 GRID = [
     FusionWeights(content=c, collaborative=1.0, popularity=p)
-    for c in (0.0, 0.05, 0.1, 0.2, 0.4)
-    for p in (0.0, 0.1, 0.3)
+    for c in (0.0, 0.05, 0.1, 0.2)
+    for p in (0.0, 0.05, 0.1, 0.2, 0.4)
 ]
 CONTENT_POP_GRID = [FusionWeights(content=1.0, popularity=p) for p in (0.5, 1.0, 2.0, 4.0)]
 
@@ -195,11 +196,11 @@ def table(report: object, title: str) -> None:
         print(f"| {r.name} | {cells} | {r.seconds:.1f} |")
 
 
-def part_movielens() -> None:
+def part_movielens(final: bool = False) -> None:
     interactions = ratings()
     rec = sample_recommender()
     catalogue = [str(i) for i in rec.bundle.ids]
-    trained = TrainedOnSplit(rec)
+    trained = TrainedOnSplit(rec, ALS)
     # Validation: the grid of fusion weights (the CF model is learnt once per split).
     grid = [
         ModeMethod(
@@ -212,13 +213,15 @@ def part_movielens() -> None:
         ModeMethod(trained, f"content+pop {w.popularity}", QueryOptions(mode="content", fusion=w))
         for w in CONTENT_POP_GRID
     ]
+    grid += [PopularMethod(catalogue), ItemKNNMethod(catalogue, positive_threshold=4.0)]
     report = evaluate(interactions, grid, validation=True)
     table(report, "validation: fusion weights (content/collaborative/popularity)")
-    # Both splits: baselines and every mode at its defaults.
-    for name, validation in (("validation", True), ("test", False)):
-        methods = [PopularMethod(catalogue), ItemKNNMethod(catalogue, positive_threshold=4.0)]
-        methods += list(mode_methods(rec).values())
-        table(evaluate(interactions, methods, validation), f"{name} split: baselines and modes")
+    if final:
+        # Both splits: baselines and every mode at its defaults (as `vecrec eval recommend`).
+        for name, validation in (("validation", True), ("test", False)):
+            methods = [PopularMethod(catalogue), ItemKNNMethod(catalogue, positive_threshold=4.0)]
+            methods += list(mode_methods(rec, ALS).values())
+            table(evaluate(interactions, methods, validation), f"{name} split: baselines and modes")
 
 
 # -- cold start ---------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ def part_movielens() -> None:
 def part_coldstart() -> None:
     interactions = ratings()
     rec = sample_recommender()
-    trained = TrainedOnSplit(rec)
+    trained = TrainedOnSplit(rec, ALS)
     from engine.evaluation.splits import split_interactions
 
     split = split_interactions(interactions, SPLIT)  # type: ignore[arg-type]
@@ -290,7 +293,7 @@ def part_latency(n_users: int = 300) -> None:
     interactions = ratings()
     bundle = Bundle.load(INDEXES / "movielens")
     started = time.perf_counter()
-    cf = train_model(interactions, [str(i) for i in bundle.ids], ALSConfig())  # type: ignore[arg-type]
+    cf = train_model(interactions, [str(i) for i in bundle.ids], ALSConfig(positive_threshold=4.0))  # type: ignore[arg-type]
     print(f"\nALS on all {len(interactions)} ratings: {time.perf_counter() - started:.1f} s")
     attach(bundle, Parts(cf, parts_of(bundle).lexical))
     rec = Recommender(bundle, config=RecommenderConfig())

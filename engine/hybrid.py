@@ -17,18 +17,19 @@ have, so they still come back through content.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from engine.ann import Searcher
 from engine.bundle import Bundle
+from engine.collaborative import CollaborativeModel
 from engine.errors import InvalidArgument
 from engine.extras import Parts, parts_of, popularity_prior
 from engine.fusion import FusionWeights, fuse
 from engine.results import QueryOptions
 from engine.strategies import Candidates, candidates, positive_probes
-from engine.usermodel import UserModelConfig, UserSignal
+from engine.usermodel import UserModelConfig, UserSignal, recency_factors
 
 # Candidates each signal contributes to the union before fusion.
 RETRIEVE = 100
@@ -122,11 +123,30 @@ def content_scores(
     return scores
 
 
+# A history as the recommender reads it: known rows, their weights and their timestamps.
+History = tuple[Sequence[int], Sequence[float], Sequence[float | None]]
+
+
+def cf_user(cf: CollaborativeModel, history: History, config: UserModelConfig) -> np.ndarray | None:
+    """The user's folded-in CF vector: their positive events (at or above the model's
+    positive threshold; above the user model's neutral weight without one), each with its
+    recency factor as confidence."""
+    rows, weights, times = history
+    w = np.asarray(weights, dtype=np.float64)
+    threshold = cf.config.positive_threshold
+    positive = w >= threshold if threshold is not None else w > config.neutral_weight
+    if not positive.any():
+        return None
+    recency = recency_factors(list(times), config)
+    return cf.fold_in(np.asarray(rows, dtype=np.int64)[positive], recency[positive])
+
+
 def recommend_generator(
     bundle: Bundle,
     searcher: Searcher,
     signal: UserSignal,
     config: UserModelConfig,
+    history: History,
     *,
     strategy: str,
     max_interests: int,
@@ -137,11 +157,7 @@ def recommend_generator(
     """Fused candidates for one recommendation (see the module docstring)."""
     parts = parts_of(bundle)
     cf = parts.collaborative if weights.collaborative > 0 else None
-    user = None
-    if cf is not None and len(signal.liked_rows):
-        # Confidences relative to the strongest event: ratings and recency scale them.
-        strength = signal.liked_strength / signal.liked_strength.max()
-        user = cf.fold_in(signal.liked_rows, strength)
+    user = cf_user(cf, history, config) if cf is not None else None
     lexical = parts.lexical if text is not None and weights.lexical > 0 else None
     bm25 = lexical.scores(text) if lexical is not None and text is not None else None
     prior = popularity_prior(bundle) if weights.popularity > 0 else None
@@ -226,6 +242,7 @@ def for_recommend(
     options: QueryOptions,
     allowed: np.ndarray | None,
     text: str | None,
+    history: History,
 ) -> Generator | None:
     """The request's fused generator, or None for the plain content path."""
     mode = resolve_mode(options.mode, parts_of(bundle))
@@ -237,6 +254,7 @@ def for_recommend(
         searcher,
         signal,
         config,
+        history,
         strategy=options.strategy,
         max_interests=options.max_interests,
         weights=weights,

@@ -204,8 +204,9 @@ class Recommender:
         unknown_all = tuple(unknown + unknown_excluded)
         ranked = None
         fused = hybrid.for_recommend(
-            self.bundle, self.searcher, signal, model, options, allowed, text
-        )
+            self.bundle, self.searcher, signal, model, options, allowed, text,
+            (known_rows, weights, times),
+        )  # fmt: skip
         if signal.has_positive:
             ranked = self.ranker.rank(
                 fused

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from engine import __version__
 from engine.bundle import BundleContent, new_version_id, write_bundle
+from engine.collaborative import ALSConfig
 from engine.embed_cache import CACHE_DIR_NAME, CachedEmbedder, EmbeddingCache
 from engine.embedder import BACKEND_TORCH, DEFAULT_MODEL, Embedder, backend_of, load_embedder
 from engine.errors import InvalidArgument
@@ -57,6 +58,7 @@ class BuildConfig:
     # interactions (serving defaults to hybrid mode then) and a BM25 index of the texts.
     collaborative: bool = False
     lexical: bool = False
+    cf_positive_threshold: float | None = None  # CF positives: weight >= it (None: all)
 
     @property
     def cache_path(self) -> Path:
@@ -162,6 +164,7 @@ def _build_locked(config: BuildConfig, embedder: Embedder | None) -> BuildReport
         interactions=interactions,
         collaborative=config.collaborative,
         lexical=config.lexical,
+        als=ALSConfig(positive_threshold=config.cf_positive_threshold),
     )
     manifest = dataclasses.replace(manifest, extras=described)
     seconds["extras"] = time.perf_counter() - mark

@@ -22,6 +22,7 @@ from engine.collaborative import (
     CollaborativeModel,
     interaction_matrix,
     train_als,
+    train_model,
 )
 from engine.compaction import compact
 from engine.extras import COLLABORATIVE, LEXICAL, parts_of
@@ -107,6 +108,16 @@ def test_fold_in_serves_a_new_user_the_items_their_taste_group_shares() -> None:
     assert model.fold_in(np.array([40]), np.ones(1)) is None
 
 
+def test_positive_threshold_keeps_the_liked_interactions_only() -> None:
+    frame = pd.DataFrame(
+        {"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "weight": [5, 2, 4, 1]}
+    )
+    model = train_model(frame, ["x", "y", "z"], ALSConfig(factors=4, positive_threshold=4))
+    assert model.present.tolist() == [True, False, False]  # y and z were only disliked
+    with pytest.raises(InvalidArgument, match="positive threshold"):
+        train_model(frame, ["x", "y", "z"], ALSConfig(positive_threshold=6))
+
+
 def test_fusion_normalises_and_scores_missing_signals_by_the_others() -> None:
     assert minmax(np.array([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
     assert minmax(np.array([5.0, 5.0])).tolist() == [1.0, 1.0]
@@ -186,7 +197,7 @@ def test_modes_differ_and_hybrid_is_the_default_with_cf(hybrid_index: Path) -> N
     cf = parts_of(bundle).collaborative
     assert cf is not None
     rows = np.array([bundle.row_of[e.item_id] for e in history])
-    user = cf.fold_in(rows, np.array([e.weight for e in history]) / 5.0)
+    user = cf.fold_in(rows, np.ones(len(rows)))  # untimed events: confidence 1 each
     assert user is not None
     allowed = np.ones(len(bundle), dtype=bool)
     allowed[rows] = False
