@@ -59,7 +59,12 @@ def load_recommender(settings: Settings, previous: Recommender | None = None) ->
         observer = previous.query_cache.on_embed if previous and previous.query_cache else None
         cache = QueryEmbeddingCache(settings.query_cache_size, on_embed=observer)
         embedder = (
-            load_embedder(settings.model, threads=settings.embed_threads)
+            load_embedder(
+                settings.model,
+                threads=settings.embed_threads,
+                backend=settings.backend or "torch",
+                device="cuda" if settings.gpu else "cpu",
+            )
             if settings.model
             else None
         )
