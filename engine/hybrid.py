@@ -36,7 +36,7 @@ RETRIEVE = 100
 
 # Tuned on the MovieLens validation split (bench/hybrid.py; bench/RESULTS.md, issue 9). BM25
 # weighs what content does: the 1:1 ratio chosen for search on SciFact's train queries.
-HYBRID_WEIGHTS = FusionWeights(content=0.1, collaborative=1.0, popularity=0.3, lexical=0.1)
+HYBRID_WEIGHTS = FusionWeights(content=0.2, collaborative=1.0, popularity=0.4, lexical=0.2)
 # A user with interests text and no usable history: the text leads, popularity breaks ties.
 INTERESTS_WEIGHTS = FusionWeights(content=1.0, popularity=0.2, lexical=1.0)
 # Text search: dense + BM25, chosen on SciFact's train queries (nDCG@10 0.660 dense alone,
@@ -45,7 +45,7 @@ SEARCH_WEIGHTS = FusionWeights(content=1.0, lexical=1.0)
 COLLABORATIVE_WEIGHTS = FusionWeights(content=0.0, collaborative=1.0)
 # Content with a popularity prior (no CF): what a bundle without interactions data can't do,
 # measured against "most popular" (bench/RESULTS.md).
-CONTENT_POPULARITY = FusionWeights(content=1.0, popularity=1.0)
+CONTENT_POPULARITY = FusionWeights(content=1.0, popularity=4.0)
 
 Generator = Callable[[int], Candidates | None]
 
