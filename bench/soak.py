@@ -125,10 +125,11 @@ async def client_main(url: str, clients: int, seconds: float, ids: list[str]) ->
     return {"latencies": latencies, "errors": errors}
 
 
-def run_clients(url: str, clients: int, seconds: float, ids_file: str) -> None:
+def run_clients(url: str, clients: int, seconds: float, ids_file: str, out: str) -> None:
     ids = json.loads(Path(ids_file).read_text())
     result = asyncio.run(client_main(url, clients, seconds, ids))
-    print(json.dumps(result))
+    # A file, not stdout: a full pipe nobody reads while sampling memory would block the clients.
+    Path(out).write_text(json.dumps(result))
 
 
 def main() -> None:
@@ -139,8 +140,8 @@ def main() -> None:
     parser.add_argument("--client-of", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_of:
-        url, ids_file, _ = args.client_of
-        run_clients(url, args.clients, args.seconds, ids_file)
+        url, ids_file, out = args.client_of
+        run_clients(url, args.clients, args.seconds, ids_file, out)
         return
 
     from engine import Bundle
@@ -148,6 +149,7 @@ def main() -> None:
     ids = [str(i) for i in Bundle.load(args.index, verify=False).ids]
     ids_file = ROOT / "indexes" / ".soak-ids.json"
     ids_file.write_text(json.dumps(ids))
+    result_file = ROOT / "indexes" / ".soak-result.json"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "VECREC_INDEX": args.index, "VECREC_LOG_LEVEL": "warning"}
@@ -191,17 +193,15 @@ def main() -> None:
                 "--client-of",
                 url,
                 str(ids_file),
-                "-",
+                str(result_file),
             ],
-            stdout=subprocess.PIPE,
-            text=True,
         )
         samples: list[tuple[float, float]] = []
         began = time.monotonic()
         while load.poll() is None:
             samples.append((time.monotonic() - began, rss_mib(server.pid)))
             time.sleep(1.0)
-        out, _ = load.communicate()
+        out = result_file.read_text()
     finally:
         server.terminate()
         server.wait(timeout=30)
