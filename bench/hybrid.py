@@ -196,11 +196,21 @@ def table(report: object, title: str) -> None:
         print(f"| {r.name} | {cells} | {r.seconds:.1f} |")
 
 
-def part_movielens(final: bool = False) -> None:
+def part_movielens(final: bool = False, only: str | None = None) -> None:
     interactions = ratings()
     rec = sample_recommender()
     catalogue = [str(i) for i in rec.bundle.ids]
     trained = TrainedOnSplit(rec, ALS)
+    hybrid_grid, content_grid = GRID, CONTENT_POP_GRID
+    if only:  # "C/P,C/P;P,P": a second, finer round
+        pairs, _, pops = only.partition(";")
+        hybrid_grid = [
+            FusionWeights(content=float(c), collaborative=1.0, popularity=float(p))
+            for c, p in (pair.split("/") for pair in pairs.split(",") if pair)
+        ]
+        content_grid = [
+            FusionWeights(content=1.0, popularity=float(p)) for p in pops.split(",") if p
+        ]
     # Validation: the grid of fusion weights (the CF model is learnt once per split).
     grid = [
         ModeMethod(
@@ -208,10 +218,10 @@ def part_movielens(final: bool = False) -> None:
             f"hybrid {w.content}/{w.collaborative}/{w.popularity}",
             QueryOptions(mode="hybrid", fusion=w),
         )
-        for w in GRID
+        for w in hybrid_grid
     ] + [
         ModeMethod(trained, f"content+pop {w.popularity}", QueryOptions(mode="content", fusion=w))
-        for w in CONTENT_POP_GRID
+        for w in content_grid
     ]
     grid += [PopularMethod(catalogue), ItemKNNMethod(catalogue, positive_threshold=4.0)]
     report = evaluate(interactions, grid, validation=True)
@@ -325,18 +335,17 @@ def part_latency(n_users: int = 300) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--grid", default=None, help='movielens: "C/P,...;P,..." weights to try')
     parser.add_argument(
         "--part", choices=["scifact", "movielens", "coldstart", "latency", "all"], default="all"
     )
     args = parser.parse_args()
     parts = ["scifact", "movielens", "coldstart", "latency"] if args.part == "all" else [args.part]
     for part in parts:
-        {
-            "scifact": part_scifact,
-            "movielens": part_movielens,
-            "coldstart": part_coldstart,
-            "latency": part_latency,
-        }[part]()
+        if part == "movielens":
+            part_movielens(only=args.grid)
+            continue
+        {"scifact": part_scifact, "coldstart": part_coldstart, "latency": part_latency}[part]()
 
 
 if __name__ == "__main__":
