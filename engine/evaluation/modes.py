@@ -50,7 +50,8 @@ class TrainedOnSplit:
             )
             cf: CollaborativeModel = train_model(train, ids, self.als)
             attach(copy, Parts(cf, parts_of(bundle).lexical))
-            self._recommender = self.base.with_bundle(copy)
+            # Same limits and defaults; the embedder loads on first use (only text needs it).
+            self._recommender = Recommender(copy, config=self.base.config)
             self._key = key
         return self._recommender
 
