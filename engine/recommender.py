@@ -17,6 +17,7 @@ from engine.errors import EmbedderError, InvalidArgument, NoUsableInput, Unknown
 from engine.explain import Reason, explain
 from engine.filters import Filter, FilterIndex
 from engine.onnx_backend import bundle_export_dir
+from engine.query_cache import QueryEmbeddingCache
 from engine.ranking import Ranker
 from engine.rerankers import TextReranker
 from engine.results import QueryOptions, Results, ScoredItem, Source
@@ -31,6 +32,8 @@ class RecommenderConfig:
     max_k: int = 1000
     max_history: int = 5000
     max_text_chars: int = 10_000
+    max_filters: int = 32
+    max_exclude: int = 10_000
     user_model: UserModelConfig = field(default_factory=UserModelConfig)
     # Per-index search parameter overrides (efSearch, nprobe); the manifest's apply otherwise.
     search_params: dict[str, int] = field(default_factory=dict)
@@ -58,8 +61,10 @@ class Recommender:
         *,
         embed_threads: int | None = None,
         text_reranker: TextReranker | None = None,
+        query_cache: QueryEmbeddingCache | None = None,
     ) -> None:
         self.bundle = bundle
+        self.query_cache = query_cache
         self.config = config or RecommenderConfig()
         self._embedder = embedder
         self._embed_threads = embed_threads
@@ -100,6 +105,18 @@ class Recommender:
             config,
             embed_threads=embed_threads,
             text_reranker=text_reranker,
+        )
+
+    def with_bundle(self, bundle: Bundle) -> Recommender:
+        """The same recommender (model, cross-encoder, limits) over another snapshot of the
+        same index, e.g. after live updates."""
+        return Recommender(
+            bundle,
+            self._embedder,
+            self.config,
+            embed_threads=self._embed_threads,
+            text_reranker=self.ranker.text_reranker,
+            query_cache=self.query_cache,
         )
 
     # -- embedding -----------------------------------------------------------------------------
@@ -144,6 +161,8 @@ class Recommender:
                 f"{field} is {len(text)} characters; the limit is {self.config.max_text_chars}",
                 field=field,
             )
+        if self.query_cache is not None:
+            return self.query_cache.get(text, lambda t: self.embedder.embed([t])[0])
         return self.embedder.embed([text])[0]
 
     # -- queries --------------------------------------------------------------------------------
@@ -308,6 +327,12 @@ class Recommender:
             raise InvalidArgument(f"k must be an integer from 1 to {self.config.max_k}", field="k")
 
     def _rows_of(self, ids: Iterable[str]) -> tuple[list[int], list[str]]:
+        ids = list(ids)
+        if len(ids) > self.config.max_exclude:
+            raise InvalidArgument(
+                f"exclude has {len(ids)} ids; the limit is {self.config.max_exclude}",
+                field="exclude",
+            )
         rows, unknown = [], []
         for item_id in ids:
             row = self.bundle.row_of.get(str(item_id))
@@ -328,6 +353,10 @@ class Recommender:
         return allowed, self._eligible(allowed)
 
     def _allowed(self, filters: Sequence[Filter], excluded: list[int]) -> np.ndarray | None:
+        if len(filters) > self.config.max_filters:
+            raise InvalidArgument(
+                f"{len(filters)} filters; the limit is {self.config.max_filters}", field="filters"
+            )
         mask = self.filter_index.mask(filters)
         live = self.bundle.live
         if live is not None:  # tombstoned rows: deleted or replaced by live updates
