@@ -178,14 +178,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     indexes_dir = Path(args.indexes_dir)
     if args.sample:
         from indexer.build import build
-        from indexer.sample import SAMPLE_NAME, sample_config
+        from indexer.sample import SAMPLE_NAME, served_sample_config
 
         target = indexes_dir / SAMPLE_NAME
         try:
             resolve_bundle_dir(target)
         except VecrecError:
             print(f"building the sample index at {target} (first run only)", file=sys.stderr)
-            build(sample_config(indexes_dir))
+            build(served_sample_config(indexes_dir))
         index = target
     else:
         index = resolve_index(args.index, indexes_dir)

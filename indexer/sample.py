@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from engine.interactions import InteractionsSpec
@@ -29,4 +30,21 @@ def sample_config(indexes_dir: Path = Path("indexes"), *, name: str = SAMPLE_NAM
         interactions=InteractionsSpec(
             SAMPLE_DIR / "ratings.csv", user_column="userId", item_column="movieId"
         ),
+    )
+
+
+def served_sample_config(indexes_dir: Path = Path("indexes")) -> BuildConfig:
+    """What ``vecrec serve --sample`` builds: the sample with collaborative vectors (ALS on
+    ratings >= 4, the setting chosen on the validation split) and BM25, so the main job answers
+    in hybrid mode. Test fixtures use :func:`sample_config`, content plus popularity only."""
+    config = sample_config(indexes_dir)
+    assert config.interactions is not None
+    return replace(
+        config,
+        interactions=replace(
+            config.interactions, weight_column="rating", timestamp_column="timestamp"
+        ),
+        collaborative=True,
+        cf_positive_threshold=4.0,
+        lexical=True,
     )
