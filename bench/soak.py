@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,12 +70,6 @@ TEXTS = [
     "western gunfight",
     "submarine thriller",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
@@ -150,38 +142,12 @@ def main() -> None:
     ids_file = ROOT / "indexes" / ".soak-ids.json"
     ids_file.write_text(json.dumps(ids))
     result_file = ROOT / "indexes" / ".soak-result.json"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "VECREC_INDEX": args.index, "VECREC_LOG_LEVEL": "warning"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("server did not become ready")
-            time.sleep(0.5)
-        start_rss = rss_mib(server.pid)
+    sys.path.insert(0, str(ROOT))
+    from bench.http_bench import serve  # one way to start and await a server for all benches
+
+    env = {"VECREC_INDEX": args.index, "VECREC_LOG_LEVEL": "warning"}
+    with serve("api.app:create_app", env, workers=1) as (url, pid):
+        start_rss = rss_mib(pid)
         load = subprocess.Popen(
             [
                 sys.executable,
@@ -199,12 +165,9 @@ def main() -> None:
         samples: list[tuple[float, float]] = []
         began = time.monotonic()
         while load.poll() is None:
-            samples.append((time.monotonic() - began, rss_mib(server.pid)))
+            samples.append((time.monotonic() - began, rss_mib(pid)))
             time.sleep(1.0)
         out = result_file.read_text()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     result = json.loads(out)
     latencies = np.array(result["latencies"])
     errors = result["errors"]

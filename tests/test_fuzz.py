@@ -85,6 +85,19 @@ def test_every_endpoint_conforms_and_never_fails_with_5xx(api_schema: Any) -> No
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
 
 
+def title_build(path: Path, indexes: Path, name: str) -> BuildConfig:
+    """A Flat index of ``path``'s titles with the 16-d hash embedder, no cache, no progress."""
+    return BuildConfig(
+        catalog=CatalogSpec(path=path, text_template="{title}"),
+        name=name,
+        indexes_dir=indexes,
+        model="hash:16",
+        factory="Flat",
+        progress=False,
+        cache=False,
+    )
+
+
 # -- property tests ------------------------------------------------------------------------------
 
 # Odd Unicode included: combining marks, right-to-left text, emoji, NUL and other controls.
@@ -130,15 +143,7 @@ def test_a_build_from_any_catalogue_succeeds_or_fails_cleanly_leaving_no_half_bu
         path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows), encoding="utf-8")
     else:
         frame.astype({"id": "string", "title": "string"}).to_parquet(path)
-    config = BuildConfig(
-        catalog=CatalogSpec(path=path, text_template="{title}"),
-        name="prop",
-        indexes_dir=work / "indexes",
-        model="hash:16",
-        factory="Flat",
-        progress=False,
-        cache=False,
-    )
+    config = title_build(path, work / "indexes", "prop")
     try:
         report = build(config, HashEmbedder(16))
     except VecrecError:
@@ -193,15 +198,7 @@ def test_odd_unicode_round_trips_through_a_build(tmp_path: Path) -> None:
     frame = pd.DataFrame({"id": [f"u{i}" for i in range(len(odd))], "title": odd})
     path = tmp_path / "odd.csv"
     frame.to_csv(path, index=False)
-    config = BuildConfig(
-        catalog=CatalogSpec(path=path, text_template="{title}"),
-        name="odd",
-        indexes_dir=tmp_path / "indexes",
-        model="hash:16",
-        factory="Flat",
-        progress=False,
-        cache=False,
-    )
+    config = title_build(path, tmp_path / "indexes", "odd")
     report = build(config, HashEmbedder(16))
     assert report.manifest.item_count == len(odd)
     texts = Bundle.load(report.path).items["text"].tolist()
