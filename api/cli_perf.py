@@ -8,6 +8,8 @@ from typing import Any
 from engine import InvalidArgument
 from engine.embedder import BACKENDS
 from engine.manifest import Manifest
+from engine.search_params import LIMITS as SEARCH_LIMITS
+from engine.search_params import check_search_params
 
 
 def unit_fraction(text: str) -> float:
@@ -52,7 +54,12 @@ def add_query_options(parser: argparse.ArgumentParser, *, search_params: bool = 
         action="store_true",
         help="embed queries with a backend incompatible with the index's anyway",
     )
-    parser.add_argument("--gpu", action="store_true", help="embed queries on CUDA")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="embed queries on CUDA and search IVF indexes on the GPU (k > 2048 and filtered "
+        "searches fall back to the CPU index)",
+    )
     if search_params:
         parser.add_argument(
             "--search-param",
@@ -67,13 +74,18 @@ def parse_search_params(values: list[str]) -> dict[str, int]:
     params: dict[str, int] = {}
     for value in values:
         name, sep, number = value.partition("=")
-        if not sep or name not in ("efSearch", "nprobe") or not number.isdigit() or int(number) < 1:
+        if not sep or name not in SEARCH_LIMITS or not number.isdigit() or int(number) < 1:
             raise InvalidArgument(
                 f"--search-param {value!r} must be efSearch=N or nprobe=N with N >= 1",
                 field="search_param",
             )
         params[name] = int(number)
-    return params
+    try:  # the same bounds as a request's search_params
+        return check_search_params(params, field="search_param")
+    except InvalidArgument as exc:
+        raise InvalidArgument(
+            str(exc).replace("search_param.", "--search-param "), field="search_param"
+        ) from exc
 
 
 def recommender_config(args: argparse.Namespace) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -19,6 +20,7 @@ from engine import (
 )
 from engine.changes import ItemFields
 from engine.fusion import FusionWeights
+from engine.search_params import LIMITS as SEARCH_LIMITS
 
 ItemId = Annotated[str | int, AfterValidator(str)]
 Scalar = str | int | float | bool
@@ -142,6 +144,32 @@ class FusionSpec(_Strict):
         return FusionWeights(self.content, self.collaborative, self.popularity, self.lexical)
 
 
+class SearchParamsSpec(_Strict):
+    """The approximate index's search effort for this request, over the index's tuned setting.
+
+    A parameter that does not apply to the index's type is ignored (``nprobe`` on HNSW, both on
+    a Flat index): clients need not know which index a version was built with.
+    """
+
+    ef_search: int | None = Field(
+        None,
+        ge=1,
+        le=SEARCH_LIMITS["efSearch"],
+        description="HNSW: candidate list length (higher: better recall, slower; at least k is "
+        "used)",
+    )
+    nprobe: int | None = Field(
+        None,
+        ge=1,
+        le=SEARCH_LIMITS["nprobe"],
+        description="IVF: inverted lists scanned (above the index's nlist: all of them)",
+    )
+
+    def to_params(self) -> dict[str, int] | None:
+        named = {"efSearch": self.ef_search, "nprobe": self.nprobe}
+        return {name: value for name, value in named.items() if value is not None} or None
+
+
 class _Query(_Strict):
     k: int = Field(10, ge=1, description="how many items to return (at most the server's max_k)")
     filters: list[FilterSpec] = Field(default_factory=list, description="ANDed conditions")
@@ -154,10 +182,22 @@ class _Query(_Strict):
         "CF vectors (search: a BM25 index), else content",
     )
     fusion: FusionSpec | None = Field(None, description="signal weights (default: the mode's)")
+    search_params: SearchParamsSpec | None = Field(
+        None, description="approximate index search effort (default: the index's tuned setting)"
+    )
+
+    def search_overrides(self, defaults: QueryOptions) -> Mapping[str, int] | None:
+        given = self.search_params.to_params() if self.search_params is not None else None
+        return given if given is not None else defaults.search_params
 
     def options(self, defaults: QueryOptions) -> QueryOptions:
         """The request's options over the server's defaults."""
-        if self.rerank is None and self.mode is None and self.fusion is None:
+        if (
+            self.rerank is None
+            and self.mode is None
+            and self.fusion is None
+            and self.search_params is None
+        ):
             return defaults
         return QueryOptions(
             defaults.strategy,
@@ -166,6 +206,7 @@ class _Query(_Strict):
             defaults.explain,
             mode=self.mode or defaults.mode,
             fusion=self.fusion.to_weights() if self.fusion is not None else defaults.fusion,
+            search_params=self.search_overrides(defaults),
         )
 
 
@@ -195,6 +236,7 @@ class RecommendRequest(_Query):
             explain=self.explain,
             mode=self.mode or defaults.mode,
             fusion=self.fusion.to_weights() if self.fusion is not None else defaults.fusion,
+            search_params=self.search_overrides(defaults),
         )
 
     def events(self) -> list[HistoryEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from api.models import (
     RecommendRequest,
     ReloadResponse,
     ResultsResponse,
+    SearchParamsSpec,
     SearchRequest,
     Truncated,
     WriteResponse,
@@ -28,6 +30,7 @@ from api.reload import Reloader
 from api.writes import WriteOutcome, Writer
 from engine import Filter, InvalidArgument, Recommender, UnknownItem
 from engine.changes import MAX_ID_CHARS
+from engine.search_params import LIMITS as SEARCH_LIMITS
 from engine.tokens import TokenCounter
 from engine.writes import pending_changes
 
@@ -141,9 +144,20 @@ def similar(
     filters: Annotated[
         str | None, Query(description='JSON list, e.g. [{"field":"genres","eq":"Comedy"}]')
     ] = None,
+    ef_search: Annotated[
+        int | None, Query(ge=1, le=SEARCH_LIMITS["efSearch"], description="HNSW search effort")
+    ] = None,
+    nprobe: Annotated[
+        int | None, Query(ge=1, le=SEARCH_LIMITS["nprobe"], description="IVF lists scanned")
+    ] = None,
 ) -> ResultsResponse:
     """Items nearest to an item."""
-    return ResultsResponse.of(recommender.similar(item_id, k, filters=parse_filters(filters)))
+    options = recommender.config.options
+    params = SearchParamsSpec(ef_search=ef_search, nprobe=nprobe).to_params()
+    if params is not None:
+        options = dataclasses.replace(options, search_params=params)
+    results = recommender.similar(item_id, k, filters=parse_filters(filters), options=options)
+    return ResultsResponse.of(results)
 
 
 @admin.post("/reload", response_model=ReloadResponse)

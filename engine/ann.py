@@ -11,19 +11,27 @@ selector inside the search. It never returns fewer hits than ``min(k, allowed ro
 :meth:`Searcher.exact` is the oracle: brute-force inner product over the stored vectors. Tests
 measure each approximate index's recall against it.
 
+Search parameters (``efSearch``, ``nprobe``) are the searcher's defaults (manifest, then the
+Recommender's config); :meth:`Searcher.with_params` gives one request its own over them, as a
+view sharing everything else. With a GPU twin (engine/gpu.py, ``--gpu``) the approximate search
+runs on the GPU copy of the index when it can, else on the CPU index.
+
 Queries are ``float32 (m, d)`` unit rows; results are ``(scores float32 (m, k), rows int64 (m, k))``
 with ``-1`` rows and ``-inf`` scores where fewer than ``k`` rows are allowed.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
 import faiss
 import numpy as np
 
-from engine.native_params import carries, own_search_params
+from engine.gpu import GpuTwin
+from engine.native_params import carries, ivf_nlist, own_search_params
+from engine.search_params import check_search_params
 
 # Scanning 20k rows of 384 floats is ~8 MFLOP per query, well under a millisecond on one core.
 EXACT_SCAN_MAX_ROWS = 20_000
@@ -63,7 +71,8 @@ def search_parameters(
         params.efSearch = max(int(overrides.get("efSearch", index.hnsw.efSearch)), k)
     elif isinstance(index, faiss.IndexIVF):
         params = faiss.SearchParametersIVF()
-        params.nprobe = int(overrides.get("nprobe", index.nprobe))
+        # More probes than lists is every list (FAISS clamps it too; say so explicitly).
+        params.nprobe = min(int(overrides.get("nprobe", index.nprobe)), int(index.nlist))
     else:
         params = faiss.SearchParameters()
     if selector is not None:
@@ -81,7 +90,8 @@ class Searcher:
 
     ``vectors`` may hold more rows than the index (items appended by live updates after
     ``indexed_rows``): those are scanned exactly and merged with the index's answer. ``live``
-    (``bool (n,)``, None for all) masks out tombstoned rows in every search.
+    (``bool (n,)``, None for all) masks out tombstoned rows in every search. ``gpu`` is the
+    index's GPU copy (engine/gpu.py), searched instead of ``index`` when it can answer.
     """
 
     def __init__(
@@ -91,15 +101,31 @@ class Searcher:
         default_params: Mapping[str, int] | None = None,
         *,
         live: np.ndarray | None = None,
+        gpu: GpuTwin | None = None,
     ) -> None:
         self.index = index
         self.vectors = vectors
         self.default_params = dict(default_params or {})
         self.live = live
+        self.gpu = gpu
         self.indexed_rows = int(index.ntotal)
         self._exact_index = is_exact(index)
         # Read once: indexes are not re-tuned after loading (engine/native_params.py).
         self._own_params = own_search_params(index)
+        self._nlist = ivf_nlist(index)
+
+    def with_params(self, params: Mapping[str, int] | None) -> Searcher:
+        """This searcher with ``params`` over its default search parameters, for one request.
+
+        A shallow copy: index, vectors, masks and GPU twin are shared, nothing is mutated, so
+        concurrent requests with different parameters do not see each other's.
+        """
+        checked = check_search_params(params, field="search_params")
+        if not checked or all(self.default_params.get(k) == v for k, v in checked.items()):
+            return self
+        view = copy.copy(self)
+        view.default_params = {**self.default_params, **checked}
+        return view
 
     @property
     def size(self) -> int:
@@ -195,14 +221,45 @@ class Searcher:
         indexed = None if allowed is None else allowed[: self.indexed_rows]
         selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
         overrides = {**self.default_params, **(params or {})}
-        if selector is None and carries(self._own_params, overrides, k):
+        if self._nlist is not None and "nprobe" in overrides:
+            overrides["nprobe"] = min(overrides["nprobe"], self._nlist)
+        search_params: Any = None
+        keep: list[Any] = []
+        if selector is not None or not carries(self._own_params, overrides, k):
+            search_params, keep = search_parameters(self.index, selector, overrides, k)
+        answer = self._on_gpu(queries, k, selector is not None, overrides, search_params)
+        if answer is not None:
+            scores, found = answer
+        elif search_params is None:
             scores, found = self.index.search(queries, k)
         else:
-            search_params, keep = search_parameters(self.index, selector, overrides, k)
             scores, found = self.index.search(queries, k, params=search_params)
-            del keep, bits  # the search is over: the selector's buffers may go
+        del keep, bits  # the search is over: the selector's buffers may go
         scores[found < 0] = -np.inf  # FAISS pads with -FLT_MAX; one convention for both paths
         return scores, found.astype(np.int64, copy=False)
+
+    def _on_gpu(
+        self,
+        queries: np.ndarray,
+        k: int,
+        filtered: bool,
+        overrides: Mapping[str, int],
+        search_params: Any,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The GPU twin's answer, or None when there is none or it cannot answer this search."""
+        if self.gpu is None:
+            return None
+        reason = self.gpu.refusal(k, filtered, overrides)
+        if reason is None:
+            try:
+                return self.gpu.search(queries, k, search_params)
+            except RuntimeError as exc:  # a FAISS GPU limit this code does not know of
+                text = str(exc).strip()
+                reason = (
+                    f"GPU search failed: {text.splitlines()[0] if text else type(exc).__name__}"
+                )
+        self.gpu.fell_back(reason)
+        return None
 
 
 def _merge(

@@ -16,6 +16,7 @@ from engine.embedder import Embedder, check_backend, load_embedder
 from engine.errors import EmbedderError, InvalidArgument, NoUsableInput, UnknownItem
 from engine.explain import Reason, explain
 from engine.filters import Filter, FilterIndex
+from engine.gpu import GpuTwin, gpu_twin
 from engine.onnx_backend import bundle_export_dir
 from engine.query_cache import QueryEmbeddingCache
 from engine.ranking import Ranker
@@ -43,7 +44,7 @@ class RecommenderConfig:
     backend: str | None = None
     # Embed queries with a backend whose vectors differ from the bundle's (int8 vs fp32) anyway.
     allow_backend_mismatch: bool = False
-    device: str = "cpu"  # cuda: embed queries on the GPU
+    device: str = "cpu"  # cuda: embed queries on the GPU and search IVF indexes there
 
 
 class Recommender:
@@ -62,6 +63,7 @@ class Recommender:
         embed_threads: int | None = None,
         text_reranker: TextReranker | None = None,
         query_cache: QueryEmbeddingCache | None = None,
+        gpu: GpuTwin | None = None,
     ) -> None:
         self.bundle = bundle
         self.query_cache = query_cache
@@ -71,11 +73,14 @@ class Recommender:
         if embedder is not None:
             self._check_embedder(embedder)
         manifest = bundle.manifest
+        if self.config.device == "cuda" and gpu is None:
+            gpu = gpu_twin(bundle.index)
         self.searcher = Searcher(
             bundle.index,
             bundle.vectors,
             {**manifest.index.search_params, **self.config.search_params},
             live=bundle.live,
+            gpu=gpu if self.config.device == "cuda" else None,
         )
         filterable = list(manifest.metadata_columns) + (
             ["popularity"] if manifest.has_popularity else []
@@ -117,6 +122,8 @@ class Recommender:
             embed_threads=self._embed_threads,
             text_reranker=self.ranker.text_reranker,
             query_cache=self.query_cache,
+            # Snapshots of one version share its FAISS index: its GPU copy is reused.
+            gpu=self.searcher.gpu if bundle.index is self.bundle.index else None,
         )
 
     # -- embedding -----------------------------------------------------------------------------
@@ -129,9 +136,7 @@ class Recommender:
                 f"was built with {expected.spec!r} ({expected.dimension}-d)",
                 field="model",
             )
-        check_backend(
-            expected.backend, embedder, allow_mismatch=self.config.allow_backend_mismatch
-        )
+        check_backend(expected.backend, embedder, allow_mismatch=self.config.allow_backend_mismatch)
 
     @property
     def embedder(self) -> Embedder:
@@ -196,6 +201,7 @@ class Recommender:
         model = user_model or self.config.user_model
         options = options or self.config.options
         self.ranker.validate(options.rerank)
+        searcher = self.searcher.with_params(options.search_params)
         known_rows: list[int] = []
         weights: list[float] = []
         times: list[float | None] = []
@@ -223,7 +229,7 @@ class Recommender:
         unknown_all = tuple(unknown + unknown_excluded)
         ranked = None
         fused = hybrid.for_recommend(
-            self.bundle, self.searcher, signal, model, options, allowed, text,
+            self.bundle, searcher, signal, model, options, allowed, text,
             (known_rows, weights, times),
         )  # fmt: skip
         if signal.has_positive:
@@ -234,7 +240,7 @@ class Recommender:
                         options.strategy,
                         signal,
                         model,
-                        self.searcher,
+                        searcher,
                         pool,
                         allowed,
                         max_interests=options.max_interests,
@@ -291,7 +297,9 @@ class Recommender:
         excluded.append(row)
         allowed = self._allowed(filters, excluded)
         query = np.asarray(self.bundle.vectors[row], dtype=np.float32)
-        items = self._ranked(query, k, allowed, options or self.config.options, None)
+        options = options or self.config.options
+        searcher = self.searcher.with_params(options.search_params)
+        items = self._ranked(searcher, query, k, allowed, options, None)
         return Results(items, "item", tuple(unknown))
 
     def search(
@@ -309,8 +317,9 @@ class Recommender:
         excluded, unknown = self._rows_of(exclude)
         allowed = self._allowed(filters, excluded)
         options = options or self.config.options
-        fused = hybrid.for_search(self.bundle, self.searcher, query, text, options, allowed)
-        items = self._ranked(query, k, allowed, options, text, fused)
+        searcher = self.searcher.with_params(options.search_params)
+        fused = hybrid.for_search(self.bundle, searcher, query, text, options, allowed)
+        items = self._ranked(searcher, query, k, allowed, options, text, fused)
         return Results(items, "text", tuple(unknown))
 
     def get(self, item_id: str) -> ScoredItem:
@@ -380,6 +389,7 @@ class Recommender:
 
     def _ranked(
         self,
+        searcher: Searcher,
         query: np.ndarray,
         k: int,
         allowed: np.ndarray | None,
@@ -390,7 +400,7 @@ class Recommender:
         """One query vector (or the ``fused`` generator) through the search and re-ranking."""
 
         def generate(pool: int) -> Candidates:
-            scores, rows = self.searcher.search(query[None, :], pool, allowed)
+            scores, rows = searcher.search(query[None, :], pool, allowed)
             keep = rows[0] >= 0
             return Candidates(rows[0][keep], scores[0][keep], query)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -9,6 +10,7 @@ from engine.errors import InvalidArgument
 from engine.explain import Reason
 from engine.fusion import MODES, FusionWeights
 from engine.rerank import RerankConfig
+from engine.search_params import check_search_params
 from engine.strategies import Strategy, check_strategy
 
 Source = Literal["history", "interests", "history+interests", "popularity", "item", "text"]
@@ -29,9 +31,16 @@ class QueryOptions:
     mode: str | None = None
     # Signal weights of the fusion rule (engine/fusion.py); None: the mode's tuned defaults.
     fusion: FusionWeights | None = None
+    # This request's efSearch/nprobe over the index's tuned ones (engine/search_params.py);
+    # None or {}: the Recommender's. Parameters that do not apply to the index are ignored.
+    search_params: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy, self.max_interests)
+        if self.search_params is not None:
+            # A private copy: the caller's dict may change after the request has started.
+            checked = check_search_params(self.search_params, field="search_params")
+            object.__setattr__(self, "search_params", checked)
         if self.mode is not None and self.mode not in MODES:
             raise InvalidArgument(
                 f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})", field="mode"
