@@ -13,7 +13,7 @@ Phases, each in a fresh child process so its peak resident memory is its own:
 * ``resume`` (``--resume-check``): ``vecrec bulk`` killed by SIGKILL halfway, rerun with
   ``--resume``; the parts must equal the uninterrupted run's and at most one part be redone.
 
-Usage: ``python bench/bulk.py --users 100000 [--strategy mean] [--k 100] [--ray] [--resume-check]``
+Usage: ``python bench/bulk.py --users 100000 [--strategy mean] [--k 100] [--ray] [--resume-check] [--per-user]``
 """
 
 from __future__ import annotations
@@ -50,8 +50,19 @@ def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
     import numpy as np
 
     import engine.bulk.batch as batch_module
+    import engine.bulk.fast as fast_module
     from api.cli_bulk import open_recommender
     from engine.bulk import UsersSpec, run_bulk
+
+    if args.get("per_user"):
+        # The per-user pipeline for every user: the chunk-wide path's baseline.
+        original_init = batch_module.BatchRecommender.__init__
+
+        def per_user_init(self: Any, *a: Any, **kw: Any) -> None:
+            original_init(self, *a, **kw)
+            self.chunk_request = None
+
+        batch_module.BatchRecommender.__init__ = per_user_init  # type: ignore[method-assign]
 
     search_seconds = 0.0
     queries = 0
@@ -68,6 +79,7 @@ def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
             return found
 
         batch_module.batch_search = recorded  # type: ignore[assignment]
+        fast_module.batch_search = recorded  # type: ignore[assignment]
         rec = open_recommender(Path(args["index"]), None)
         start = time.perf_counter()
         report = run_bulk(
@@ -233,6 +245,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resume-check", action="store_true")
     parser.add_argument(
+        "--per-user", action="store_true", help="also run the per-user path, chunk-wide path off"
+    )
+    parser.add_argument(
         "--check-online", type=int, default=0, metavar="N", help="compare N users with online"
     )
     a = parser.parse_args()
@@ -271,6 +286,17 @@ def main() -> None:
     result["search_share_of_bulk"] = round(
         result["bulk"]["search_seconds"] / result["bulk"]["seconds"], 3
     )
+    if a.per_user:
+        # Same job with the chunk-wide path off: what engine/bulk/fast.py gains.
+        slow = {**args, "per_user": True, "out": str(scratch / "out-per-user"),
+                "vectors": str(scratch / "queries-per-user.f32")}  # fmt: skip
+        shutil.rmtree(slow["out"], ignore_errors=True)
+        result["per_user"] = _child(_bulk, slow)
+        Path(slow["vectors"]).unlink(missing_ok=True)
+        per_user_rate = n / result["per_user"]["seconds"]
+        result["users_per_second"]["per_user"] = round(per_user_rate)
+        result["chunk_wide_over_per_user"] = round(bulk_rate / per_user_rate, 2)
+        result["per_user_equal_to_chunk_wide"] = same_parts(Path(slow["out"]), Path(args["out"]))
     print(json.dumps(result, indent=2), flush=True)
     Path(args["vectors"]).unlink(missing_ok=True)
     if a.ray:

@@ -156,6 +156,8 @@ def test_bulk_answers_equal_online(
     identical, moved = compare_with_online(rec, long, out, request)
     # Near-ties trade places rarely; a real difference would fail assert_same_answers.
     assert identical >= SAMPLE_USERS - 3 and moved <= 0.01 * len(out)
+    # The mean strategy with default re-ranking is answered chunk-wide (engine/bulk/fast.py).
+    assert (report.stats.vectorised == SAMPLE_USERS) == (options.strategy == "mean")
     # Nearly every search was answered from the chunk's batch: single-user searches are for a
     # user whose exclusions used up the prefetched depth (and for crowding that grows its pool).
     if options.rerank.crowding is None:

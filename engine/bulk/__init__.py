@@ -3,6 +3,9 @@
 * :mod:`engine.bulk.users`: users from Parquet/CSV/JSONL, one row per user or long interactions;
 * :mod:`engine.bulk.prefetch`: one batched search per chunk, answering each user's search;
 * :mod:`engine.bulk.batch`: the online pipeline per user around that search;
+* :mod:`engine.bulk.fast`: the common request for a whole chunk at once, from
+  :mod:`engine.bulk.chunk_model` (every user's query) and :mod:`engine.bulk.scan` (one exact scan
+  with each user's history masked out);
 * :mod:`engine.bulk.parts`: numbered parts written atomically, and resumption;
 * :mod:`engine.bulk.job`: the single-machine job; :mod:`engine.bulk.ray_job` the Ray one.
 """

@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 
 from engine.ann import EXACT_SCAN_MAX_ROWS, Searcher, is_exact
 from engine.bulk.batches import UserBatch
+from engine.bulk.chunk_model import ChunkHistory
+from engine.bulk.fast import ChunkRequest, answer_chunk
 from engine.bulk.prefetch import (
     Plan,
     PrefetchedSearcher,
@@ -63,9 +65,10 @@ class ChunkStats:
     popular: int = 0  # users answered by the popularity fallback
     fallbacks: int = 0  # searches answered one user at a time
     unknown: int = 0  # history entries the bundle does not hold
+    vectorised: int = 0  # users answered by the chunk-wide path (engine/bulk/fast.py)
 
     def add(self, other: ChunkStats) -> None:
-        for name in ("users", "rows", "popular", "fallbacks", "unknown"):
+        for name in ("users", "rows", "popular", "fallbacks", "unknown", "vectorised"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -117,9 +120,20 @@ class BatchRecommender:
         self.batched = is_exact(recommender.searcher.index) or (
             self.shared_eligible <= EXACT_SCAN_MAX_ROWS
         )
+        options = request.options
+        # The request most jobs make is answered for the whole chunk at once (engine/bulk/fast.py).
+        self.chunk_request = (
+            ChunkRequest(k, self.shared, request.exclude_seen, self.model)
+            if self.batched
+            and options.strategy == "mean"
+            and not options.explain
+            and not options.rerank.needs_pool
+            else None
+        )
         self.schema = EXPLAINED_SCHEMA if request.options.explain else SCHEMA
         self._known_ids: pa.Array | None = None  # the live ids, for Arrow's vectorised lookup
         self._known_rows = np.zeros(0, dtype=np.int64)
+        self._item_ids: pa.Array | None = None  # every row's id, for Arrow's take
 
     def _rows(self, items: pa.Array) -> np.ndarray:
         """``int64 (e,)`` bundle rows of item ids, -1 for ids the bundle does not hold (or deleted)."""
@@ -133,17 +147,30 @@ class BatchRecommender:
 
     def recommend(self, batch: UserBatch) -> tuple[pa.Table, ChunkStats]:
         """The chunk's answers as a table (``user_id, rank, item_id, score[, explanation]``)."""
+        self._check_history_lengths(batch)
         rows_all = self._rows(batch.items)
         stats = ChunkStats(users=len(batch), unknown=int(np.count_nonzero(rows_all < 0)))
-        users = [self._prepare(batch, u, rows_all) for u in range(len(batch))]
-        prefetched = self._prefetch(users)
         user_col: list[np.ndarray] = []
         rank_col: list[np.ndarray] = []
         row_col: list[np.ndarray] = []
         score_col: list[np.ndarray] = []
         explain_col: list[str] = []
-        for u, user in enumerate(users):
-            rows, scores, reasons = self._answer(batch, u, user, prefetched[u], stats)
+        rest = list(range(len(batch)))
+        if self.chunk_request is not None:
+            history = ChunkHistory.from_offsets(
+                batch.offsets, rows_all, batch.weights, batch.timestamps
+            )
+            fast = answer_chunk(self.rec.searcher, history, self.chunk_request)
+            stats.vectorised = int(fast.answered.sum())
+            rest = np.flatnonzero(~fast.answered).tolist()
+            user_col.append(fast.users)
+            rank_col.append(_ranks(fast.users))
+            row_col.append(fast.rows)
+            score_col.append(fast.scores)
+        users = [self._prepare(batch, u, rows_all) for u in rest]
+        prefetched = self._prefetch(users)
+        for u, user, block in zip(rest, users, prefetched, strict=True):
+            rows, scores, reasons = self._answer(batch, u, user, block, stats)
             n = len(rows)
             user_col.append(np.full(n, u, dtype=np.int64))
             rank_col.append(np.arange(1, n + 1, dtype=np.int32))
@@ -152,16 +179,21 @@ class BatchRecommender:
             explain_col.extend(reasons)
         return self._table(batch, user_col, rank_col, row_col, score_col, explain_col), stats
 
+    def _check_history_lengths(self, batch: UserBatch) -> None:
+        limit = self.rec.config.max_history
+        long = np.flatnonzero(np.diff(batch.offsets) > limit)
+        if len(long):
+            u = int(long[0])
+            raise InvalidArgument(
+                f"user {batch.user_ids[u]!r}: history has "
+                f"{int(batch.offsets[u + 1] - batch.offsets[u])} entries; the limit is {limit}",
+                field="history",
+            )
+
     def _prepare(self, batch: UserBatch, u: int, rows_all: np.ndarray) -> _User:
         """User ``u``'s signal, mask and planned queries, as :meth:`Recommender.recommend` has them."""
         rec, request = self.rec, self.request
         s, e = int(batch.offsets[u]), int(batch.offsets[u + 1])
-        if e - s > rec.config.max_history:
-            raise InvalidArgument(
-                f"user {batch.user_ids[u]!r}: history has {e - s} entries; the limit is "
-                f"{rec.config.max_history}",
-                field="history",
-            )
         rows = rows_all[s:e]
         known = rows >= 0
         known_rows = rows[known].tolist()
@@ -275,15 +307,31 @@ class BatchRecommender:
         users = np.concatenate(user_col) if user_col else np.zeros(0, np.int64)
         rows = np.concatenate(row_col) if row_col else np.zeros(0, np.int64)
         scores = np.concatenate(score_col) if score_col else np.zeros(0, np.float32)
+        ranks = np.concatenate(rank_col) if rank_col else np.zeros(0, np.int32)
+        # The chunk-wide answers come first: back to user order (each user's ranks stay in order).
+        if len(row_col) > 1:
+            order = np.argsort(users, kind="stable")
+            users, rows, scores, ranks = users[order], rows[order], scores[order], ranks[order]
+            explain_col = [explain_col[i] for i in order] if explain_col else explain_col
         # As the API answers: a score that is not a finite number is 0.
         scores = np.where(np.isfinite(scores), scores, np.float32(0.0)).astype(np.float32)
-        user_ids = np.asarray(batch.user_ids, dtype=object)
+        if self._item_ids is None:  # Arrow takes ids by row without a Python string each
+            self._item_ids = pa.array(self.rec.bundle.ids, type=pa.string())
         columns = [
-            pa.array(user_ids[users], type=pa.string()),
-            pa.array(np.concatenate(rank_col) if rank_col else np.zeros(0, np.int32)),
-            pa.array(self.rec.bundle.ids[rows], type=pa.string()),
+            pa.array(batch.user_ids, type=pa.string()).take(pa.array(users)),
+            pa.array(ranks),
+            self._item_ids.take(pa.array(rows)),
             pa.array(scores),
         ]
         if self.request.options.explain:
             columns.append(pa.array(explain_col, type=pa.string()))
         return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+def _ranks(users: np.ndarray) -> np.ndarray:
+    """``int32 (r,)`` 1-based ranks of entries grouped by user, in order, from their ``users``."""
+    if len(users) == 0:
+        return np.zeros(0, np.int32)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    lengths = np.diff(np.r_[starts, len(users)])
+    return (np.arange(len(users)) - np.repeat(starts, lengths) + 1).astype(np.int32)

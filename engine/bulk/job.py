@@ -1,19 +1,22 @@
 """A bulk job on one machine: read chunks of users, answer each, write each as a part.
 
-Memory holds one chunk being answered and one being written (a background thread writes part
-``i`` while chunk ``i + 1`` is answered); FAISS and BLAS use their own threads for the search.
+Memory holds one chunk being read, one being answered and one being written: a background
+thread reads chunk ``i + 1`` and another writes part ``i - 1`` while chunk ``i`` is answered
+(Arrow's decoding and Parquet's encoding release the GIL); FAISS, BLAS and torch use their own
+threads for the search.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats
+from engine.bulk.batches import UserBatch
 from engine.bulk.parts import PartStore
 from engine.bulk.users import UsersSpec, iter_users
 from engine.errors import InvalidArgument
@@ -44,6 +47,7 @@ class BulkReport:
             "rows": self.stats.rows,
             "popularity_fallback_users": self.stats.popular,
             "single_user_searches": self.stats.fallbacks,
+            "vectorised_users": self.stats.vectorised,
             "unknown_history_ids": self.stats.unknown,
             "seconds": round(self.seconds, 3),
             "users_per_second": round(self.users_per_second, 1),
@@ -85,7 +89,7 @@ def run_bulk(
     start = time.perf_counter()
     with ThreadPoolExecutor(1, thread_name_prefix="vecrec-bulk-writer") as writer:
         pending: Future[Path] | None = None
-        for index, batch in enumerate(iter_users(users, chunk_size)):
+        for index, batch in enumerate(read_ahead(iter_users(users, chunk_size))):
             if store.done(index):
                 report.parts_skipped += 1
                 continue
@@ -104,3 +108,13 @@ def run_bulk(
     report.seconds = time.perf_counter() - start
     store.finish(report.summary())
     return report
+
+
+def read_ahead(batches: Iterable[UserBatch]) -> Iterator[UserBatch]:
+    """``batches`` in order, the next one read in a background thread while this one is used."""
+    source = iter(batches)
+    with ThreadPoolExecutor(1, thread_name_prefix="vecrec-bulk-reader") as reader:
+        upcoming = reader.submit(next, source, None)
+        while (batch := upcoming.result()) is not None:
+            upcoming = reader.submit(next, source, None)
+            yield batch

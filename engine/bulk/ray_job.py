@@ -33,7 +33,7 @@ from engine.errors import InvalidArgument
 from engine.recommender import Recommender
 
 CHUNKS_DIR = ".chunks"
-STAT_FIELDS = ("users", "rows", "popular", "fallbacks", "unknown")
+STAT_FIELDS = ("users", "rows", "popular", "fallbacks", "unknown", "vectorised")
 
 
 def import_ray() -> Any:
