@@ -78,8 +78,19 @@ def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
             queries += len(q)
             return found
 
+        real_scan = fast_module.masked_top_k
+
+        def recorded_scan(vectors: Any, q: Any, k: int, *rest: Any) -> Any:
+            nonlocal search_seconds, queries
+            start = time.perf_counter()
+            found = real_scan(vectors, q, k, *rest)
+            search_seconds += time.perf_counter() - start
+            np.ascontiguousarray(q, dtype=np.float32).tofile(sink)
+            queries += len(q)
+            return found
+
         batch_module.batch_search = recorded  # type: ignore[assignment]
-        fast_module.batch_search = recorded  # type: ignore[assignment]
+        fast_module.masked_top_k = recorded_scan  # type: ignore[assignment]
         rec = open_recommender(Path(args["index"]), None)
         start = time.perf_counter()
         report = run_bulk(
@@ -147,7 +158,13 @@ def _child(target: Any, args: dict[str, Any]) -> dict[str, Any]:
     queue: mp.Queue = ctx.Queue()
     process = ctx.Process(target=target, args=(args, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Exception:  # queue.Empty: still working, unless the child died
+            if not process.is_alive():
+                raise SystemExit(f"{target.__name__} phase died (exit code {process.exitcode})")
     process.join()
     return dict(result)
 
