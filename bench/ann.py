@@ -73,7 +73,9 @@ def real_texts() -> list[str]:
     return list(dict.fromkeys(texts + triples))[:N_TEXTS]
 
 
-def embedded(cache_dir: Path, n: int, real: int) -> tuple[np.ndarray, np.ndarray]:
+def embedded(
+    cache_dir: Path, n: int, real: int, noise: float = NOISE
+) -> tuple[np.ndarray, np.ndarray]:
     """``(base float32 (n, 384), queries float32 (1000, 384))``.
 
     The first ``real`` texts of :func:`real_texts` are embedded (once: the shared embedding
@@ -99,7 +101,7 @@ def embedded(cache_dir: Path, n: int, real: int) -> tuple[np.ndarray, np.ndarray
         return np.ascontiguousarray(base[:n]), queries
     copies = [base]
     while sum(len(c) for c in copies) < n:
-        noisy = base + rng.normal(scale=NOISE, size=base.shape).astype(np.float32)
+        noisy = base + rng.normal(scale=noise, size=base.shape).astype(np.float32)
         copies.append(normalize_rows(noisy))
     return np.ascontiguousarray(np.vstack(copies)[:n]), queries
 
@@ -273,12 +275,15 @@ def main() -> None:
     parser.add_argument(
         "--real", type=int, default=N_TEXTS, help="real texts to embed (the rest: noisy replicas)"
     )
+    parser.add_argument(
+        "--noise", type=float, default=NOISE, help="per-coordinate sigma of the replicas' noise"
+    )
     parser.add_argument("--cache-dir", default=str(ROOT / "indexes" / ".cache"))
     parser.add_argument("--skip", default="", help="comma-separated: hnswlib,usearch")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     for n in (int(s) for s in args.sizes.split(",")):
-        base, queries = embedded(Path(args.cache_dir), n, args.real)
+        base, queries = embedded(Path(args.cache_dir), n, args.real, args.noise)
         truth = exact_top(base, queries, 10)
         rows: dict[str, dict[str, float]] = run_faiss(
             base, queries, truth, args.target, args.threads
@@ -291,7 +296,8 @@ def main() -> None:
                 rows["usearch"] = found
         real = min(args.real - N_QUERIES, len(base))
         print(
-            f"\n{len(base):,d} vectors x {base.shape[1]} ({real:,d} real, the rest noisy replicas), "
+            f"\n{len(base):,d} vectors x {base.shape[1]} ({real:,d} real, the rest noisy replicas "
+            f"with sigma {args.noise}), "
             f"{len(queries)} held-out real queries, target recall@10 {args.target}, "
             f"{args.threads} threads for builds and batches"
         )

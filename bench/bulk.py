@@ -162,9 +162,11 @@ def _child(target: Any, args: dict[str, Any]) -> dict[str, Any]:
         try:
             result = queue.get(timeout=1.0)
             break
-        except Exception:  # queue.Empty: still working, unless the child died
+        except Exception as exc:  # queue.Empty: still working, unless the child died
             if not process.is_alive():
-                raise SystemExit(f"{target.__name__} phase died (exit code {process.exitcode})")
+                raise SystemExit(
+                    f"{target.__name__} phase died (exit code {process.exitcode})"
+                ) from exc
     process.join()
     return dict(result)
 

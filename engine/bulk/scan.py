@@ -107,6 +107,8 @@ def _block_top_k(
             block[:, np.flatnonzero(blocked[start:stop])] = -np.inf
         inside = (masked_rows >= start) & (masked_rows < stop) if n > COLUMN_BLOCK else slice(None)
         block[masked_queries[inside], masked_rows[inside] - start] = -np.inf
-        # Masked scores (-inf) sit below the heaps' initial -FLT_MAX: never taken.
-        heaps.addn(stop - start, faiss.swig_ptr(np.ascontiguousarray(block)), start, 0, -1)
+        # Masked scores (-inf) sit below the heaps' initial -FLT_MAX: never taken. The third
+        # argument numbers this block's rows from ``start`` (faiss's stub omits it).
+        scores_ptr = faiss.swig_ptr(np.ascontiguousarray(block))
+        heaps.addn(stop - start, scores_ptr, start)  # type: ignore[call-arg]
     heaps.reorder()
