@@ -63,13 +63,20 @@ def serve(app: str, env: dict[str, str], workers: int) -> Iterator[tuple[str, in
         server.wait(timeout=60)
 
 
-def worker_rss_mib(pid: int) -> list[float]:
+def worker_rss_mib(pid: int) -> list[tuple[float, float]]:
+    """``(RSS, USS)`` MiB of each serving process: USS leaves out pages shared with others
+    (the memory-mapped vectors, libraries), so it is what one more worker costs."""
     import psutil
 
     parent = psutil.Process(pid)
     procs = parent.children(recursive=True) or [parent]
     # Under --workers, the parent is a supervisor and the children serve.
-    return [p.memory_info().rss / 2**20 for p in procs if "python" in p.name().lower()]
+    out = []
+    for p in procs:
+        if "python" in p.name().lower():
+            info = p.memory_full_info()
+            out.append((info.rss / 2**20, info.uss / 2**20))
+    return out
 
 
 async def load(url: str, path: str, bodies: list[dict[str, Any]], clients: int) -> dict[str, float]:
@@ -149,7 +156,8 @@ def main() -> None:
         print(f"| {key[0]} | {key[1]} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | "
               f"{b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {v['rps'] / b['rps']:.2f} |")  # fmt: skip
     for name, values in rss.items():
-        print(f"RSS per worker, {name}: " + ", ".join(f"{v:.0f} MiB" for v in values))
+        print(f"per worker, {name}: " + ", ".join(
+            f"RSS {rss:.0f} MiB (USS {uss:.0f} MiB)" for rss, uss in values))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ from engine.search_params import check_search_params
 EXACT_SCAN_MAX_ROWS = 20_000
 # An exact scan gathers the allowed rows when they are under 1/4 of all rows, else scans all.
 GATHER_BELOW_FRACTION = 4
+# FAISS's own threshold (distance_compute_blas_threshold) for switching to a BLAS product.
+BLAS_FROM_QUERIES = 20
 
 
 def _empty(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,9 +162,9 @@ class Searcher:
         kk = min(k, eligible)
         if kk == 0:
             return scores, found
-        sims = queries @ base.T
+        sims = _inner_products(queries, base)
         if allowed is not None and rows is None:
-            sims[:, ~allowed] = -np.inf
+            np.copyto(sims, -np.inf, where=~allowed[None, :])
         top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
         top_scores = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
@@ -260,6 +262,27 @@ class Searcher:
                 )
         self.gpu.fell_back(reason)
         return None
+
+
+def _inner_products(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """``float32 (m, n)`` inner products of ``(m, d)`` queries with ``(n, d)`` rows.
+
+    A few queries go through FAISS's SIMD kernel, one query at a time, as FAISS's own Flat
+    search does below :data:`BLAS_FROM_QUERIES`. The server answers requests on many threads,
+    and their concurrent BLAS calls collapsed: 8 threads calling ``recommend`` answered 27-90
+    requests/s against ~1,400 on one thread (2 vCPU, BLAS capped at one thread); with this
+    kernel, 1,250 (bench/RESULTS.md, issue 7, HTTP). It makes no BLAS call and frees the GIL.
+    """
+    if len(queries) >= BLAS_FROM_QUERIES:
+        return np.asarray(queries @ base.T, dtype=np.float32)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    out = np.empty((len(queries), len(base)), dtype=np.float32)
+    for i in range(len(queries)):
+        faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]  # not in faiss's stub
+            faiss.swig_ptr(out[i]), faiss.swig_ptr(queries[i]), faiss.swig_ptr(base),
+            base.shape[1], len(base),
+        )  # fmt: skip
+    return out
 
 
 def _merge(
