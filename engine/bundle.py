@@ -272,6 +272,9 @@ class Bundle:
         try:
             index = faiss.read_index(str(directory / INDEX_FILE))
             vectors = np.load(directory / VECTORS_FILE, mmap_mode="r" if mmap else None)
+            # Still mapped, but a plain ndarray: every np.memmap slice runs Python-level
+            # __getitem__/__array_finalize__ hooks, ~9 % of a /recommend's server time.
+            vectors = np.asarray(vectors)
             items = pd.read_parquet(directory / ITEMS_FILE)
         except Exception as exc:
             raise BundleCorrupt(f"bundle {directory} has an unreadable file: {exc}") from exc
