@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     allow_backend_mismatch: bool = Field(
         False, description="embed queries with a backend incompatible with the bundle's anyway"
     )
-    gpu: bool = Field(False, description="embed queries on CUDA; fails at start without a GPU")
+    gpu: bool = Field(
+        False,
+        description="embed queries on CUDA and search IVF indexes on a GPU copy (CPU fallback "
+        "for what the GPU cannot answer); fails at start without a GPU",
+    )
     max_batch: int = Field(1000, ge=1, description="most upserts plus deletes per write request")
     max_filters: int = Field(32, ge=1, description="most filter conditions per request")
     max_exclude: int = Field(10_000, ge=1, description="most ids in a request's exclude list")
