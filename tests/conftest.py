@@ -93,6 +93,19 @@ def sample_build(
     )
 
 
+def hash_bundles(work: Path, items: int, factories: dict[str, str]) -> dict[str, Path]:
+    """Index roots, one per ``name: factory``, of the first ``items`` movies (hash embedder, no
+    popularity): the same catalogue under several index types."""
+    movies = pd.read_csv(SAMPLE_DIR / "movies.csv", dtype={"movieId": str})
+    catalog = movies_slice(work, movies["movieId"][:items].tolist())
+    out = {}
+    for name, factory in factories.items():
+        config = sample_build(work / "indexes", catalog, name, factory=factory, popularity=False)
+        build(config, embedder=HashEmbedder(64))
+        out[name] = work / "indexes" / name
+    return out
+
+
 @pytest.fixture(scope="session")
 def hash_embedder() -> HashEmbedder:
     return HashEmbedder(64)

@@ -13,8 +13,7 @@ from engine import Filter, QueryOptions, Recommender, RerankConfig
 from engine.bulk import BatchRecommender, BulkRequest, UserBatch
 from engine.bulk.chunk_model import ChunkHistory, chunk_mean_queries
 from engine.usermodel import UserModelConfig, mean_query, user_signal
-
-TIE = 1e-5
+from tests.test_bulk import assert_same_answers
 
 
 def random_batch(ids: list[str], n_users: int, seed: int) -> UserBatch:
@@ -101,25 +100,6 @@ def answers(batcher: BatchRecommender, batch: UserBatch) -> dict[str, tuple[list
     return out
 
 
-def assert_near_equal(
-    fast: tuple[list[str], np.ndarray], slow: tuple[list[str], np.ndarray]
-) -> int:
-    """Equal but for neighbours whose scores tie to within TIE trading places (at the cut too:
-    the hash embedder gives identical texts identical vectors); returns how many moved."""
-    (ids, scores), (ref_ids, ref_scores) = fast, slow
-    assert len(ids) == len(ref_ids)
-    np.testing.assert_allclose(scores, ref_scores, atol=TIE, rtol=0)
-    where = {item: r for r, item in enumerate(ref_ids)}
-    moved = 0
-    for r, item in enumerate(ids):
-        if item != ref_ids[r]:
-            # An item missing from the reference tied with its last one at the cut.
-            j = where.get(item, len(ref_ids) - 1)
-            assert abs(ref_scores[j] - ref_scores[r]) <= TIE, (r, item, ref_ids[r])
-            moved += 1
-    return moved
-
-
 REQUESTS = {
     "default": BulkRequest(k=20, options=QueryOptions(strategy="mean")),
     "filtered+exclude": BulkRequest(
@@ -153,7 +133,7 @@ def test_chunk_path_answers_as_the_per_user_path(hash_index: Path, name: str) ->
     slow.chunk_request = None  # the per-user pipeline, item for item as online
     got, want = answers(fast, batch), answers(slow, batch)
     assert got.keys() == want.keys()
-    moved = sum(assert_near_equal(got[u], want[u]) for u in want)
+    moved = sum(assert_same_answers(*got[u], *want[u]) for u in want)
     assert moved <= 0.01 * sum(len(v[0]) for v in want.values())
     _, stats = fast.recommend(batch)
     # Users with a liked known item are answered chunk-wide; the rest by the popularity fallback.

@@ -17,16 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from engine import HashEmbedder, InvalidArgument, QueryOptions, Recommender, RecommenderConfig
 from engine import gpu as gpu_module
 from engine.ann import Searcher
 from engine.gpu import GPU_MAX_K, GpuTwin, gpu_problem
-from indexer.build import build
-from indexer.sample import SAMPLE_DIR
-from tests.conftest import movies_slice, sample_build
+from tests.conftest import hash_bundles
 
 ITEMS = 3000
 CUDA = RecommenderConfig(device="cuda", max_k=3000)
@@ -63,15 +60,7 @@ class RecordingGpuIndex:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("gpu-routing")
-    movies = pd.read_csv(SAMPLE_DIR / "movies.csv", dtype={"movieId": str})
-    catalog = movies_slice(work, movies["movieId"][:ITEMS].tolist())
-    out = {}
-    for name, factory in (("ivf", "IVF32,Flat"), ("hnsw", "HNSW16")):
-        config = sample_build(work / "indexes", catalog, name, factory=factory, popularity=False)
-        build(config, embedder=HashEmbedder(64))
-        out[name] = work / "indexes" / name
-    return out
+    return hash_bundles(tmp_path_factory.mktemp("gpu-routing"), ITEMS, {"ivf": "IVF32,Flat", "hnsw": "HNSW16"})
 
 
 @pytest.fixture

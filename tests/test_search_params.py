@@ -16,14 +16,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 
 from engine import HashEmbedder, InvalidArgument, QueryOptions, Recommender, RecommenderConfig
 from engine.ann import Searcher
-from indexer.build import build
-from indexer.sample import SAMPLE_DIR
-from tests.conftest import movies_slice, sample_build
+from tests.conftest import hash_bundles
 from tests.test_http import Server, assert_error
 
 ITEMS = 5000
@@ -34,15 +31,7 @@ CONTENT = QueryOptions(mode="content")  # dense search only: BM25 fusion would m
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Index roots of the same 5,000 movies: ``hnsw`` (HNSW8) and ``ivf`` (IVF64,Flat)."""
-    work = tmp_path_factory.mktemp("search-params")
-    movies = pd.read_csv(SAMPLE_DIR / "movies.csv", dtype={"movieId": str})
-    catalog = movies_slice(work, movies["movieId"][:ITEMS].tolist())
-    out = {}
-    for name, factory in (("hnsw", "HNSW8"), ("ivf", "IVF64,Flat")):
-        config = sample_build(work / "indexes", catalog, name, factory=factory, popularity=False)
-        build(config, embedder=HashEmbedder(64))
-        out[name] = work / "indexes" / name
-    return out
+    return hash_bundles(tmp_path_factory.mktemp("search-params"), ITEMS, {"hnsw": "HNSW8", "ivf": "IVF64,Flat"})
 
 
 @pytest.fixture(scope="module")
