@@ -1,19 +1,21 @@
 """A bulk job on one machine: read chunks of users, answer each, write each as a part.
 
-Memory holds one chunk being read, one being answered and one being written: a background
-thread reads chunk ``i + 1`` and another writes part ``i - 1`` while chunk ``i`` is answered
-(Arrow's decoding and Parquet's encoding release the GIL); FAISS, BLAS and torch use their own
-threads for the search.
+Memory holds one chunk being read, :data:`ANSWERING` being answered and one being written:
+background threads read the next chunk, answer two at once and write the last answered one as
+a part, in order (Arrow's decoding, Parquet's encoding, BLAS, FAISS and torch release the GIL).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats
 from engine.bulk.batches import UserBatch
@@ -23,6 +25,9 @@ from engine.errors import InvalidArgument
 from engine.recommender import Recommender
 
 DEFAULT_CHUNK = 1024
+# Chunks answered at once: one chunk's single-threaded steps (user model, output table) fill the
+# cores while the other's scan waits for its turn on them.
+ANSWERING = 2
 
 
 @dataclass
@@ -87,24 +92,38 @@ def run_bulk(
     store = PartStore(out, job_description(recommender, users, request, chunk_size), resume=resume)
     report = BulkReport(Path(out))
     start = time.perf_counter()
-    with ThreadPoolExecutor(1, thread_name_prefix="vecrec-bulk-writer") as writer:
-        pending: Future[Path] | None = None
+    writing: Future[Path] | None = None
+    answering: deque[tuple[int, Future[tuple[pa.Table, ChunkStats]]]] = deque()
+
+    def finish_oldest() -> None:
+        nonlocal writing
+        index, answer = answering.popleft()
+        table, stats = answer.result()
+        stats.rows = table.num_rows
+        if writing is not None:
+            writing.result()  # at most one part waits to be written
+        writing = writer.submit(store.write, index, table)
+        report.parts_written += 1
+        report.stats.add(stats)
+        report.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(report)
+
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="vecrec-bulk-writer") as writer,
+        ThreadPoolExecutor(ANSWERING, thread_name_prefix="vecrec-bulk-answer") as answerer,
+    ):
         for index, batch in enumerate(read_ahead(iter_users(users, chunk_size))):
             if store.done(index):
                 report.parts_skipped += 1
                 continue
-            table, stats = batcher.recommend(batch)
-            stats.rows = table.num_rows
-            if pending is not None:
-                pending.result()  # at most one part waits to be written
-            pending = writer.submit(store.write, index, table)
-            report.parts_written += 1
-            report.stats.add(stats)
-            report.seconds = time.perf_counter() - start
-            if progress is not None:
-                progress(report)
-        if pending is not None:
-            pending.result()
+            answering.append((index, answerer.submit(batcher.recommend, batch)))
+            if len(answering) == ANSWERING:
+                finish_oldest()
+        while answering:
+            finish_oldest()
+        if writing is not None:
+            writing.result()
     report.seconds = time.perf_counter() - start
     store.finish(report.summary())
     return report
