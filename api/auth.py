@@ -14,7 +14,7 @@ from api.settings import Settings
 bearer = HTTPBearer(auto_error=False, description="the server's VECREC_API_KEY")
 
 
-def require_admin(
+async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
@@ -58,7 +58,7 @@ def read_allowed(request: Request, credentials: HTTPAuthorizationCredentials | N
     return bool(given) and any(matched)
 
 
-def require_read(
+async def require_read(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:

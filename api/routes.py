@@ -45,17 +45,19 @@ admin = APIRouter(
 writes = APIRouter(tags=["items"], dependencies=[Depends(require_admin)], responses=ERROR_RESPONSES)
 
 
-def get_recommender(request: Request) -> Recommender:
+# The dependencies are ``async`` though they never wait: FastAPI runs a plain ``def`` dependency
+# in its thread pool, one hop per dependency per request, which costs more than the lookup.
+async def get_recommender(request: Request) -> Recommender:
     recommender: Recommender = request.app.state.recommender
     return recommender
 
 
-def get_reloader(request: Request) -> Reloader:
+async def get_reloader(request: Request) -> Reloader:
     reloader: Reloader = request.app.state.reloader
     return reloader
 
 
-def get_writer(request: Request) -> Writer:
+async def get_writer(request: Request) -> Writer:
     writer: Writer = request.app.state.writer
     return writer
 
