@@ -66,31 +66,25 @@ def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
 
     search_seconds = 0.0
     queries = 0
-    real_search = batch_module.batch_search
     with open(args["vectors"], "wb") as sink:
 
-        def recorded(searcher: Any, q: Any, depth: int, shared: Any) -> Any:
-            nonlocal search_seconds, queries
-            start = time.perf_counter()
-            found = real_search(searcher, q, depth, shared)
-            search_seconds += time.perf_counter() - start
-            np.ascontiguousarray(q, dtype=np.float32).tofile(sink)
-            queries += len(q)
-            return found
+        def recording(search: Any) -> Any:
+            """``search`` (its queries are the second argument), timed and its queries kept."""
 
-        real_scan = fast_module.masked_top_k
+            def recorded(first: Any, q: Any, *rest: Any) -> Any:
+                nonlocal search_seconds, queries
+                start = time.perf_counter()
+                found = search(first, q, *rest)
+                search_seconds += time.perf_counter() - start
+                np.ascontiguousarray(q, dtype=np.float32).tofile(sink)
+                queries += len(q)
+                return found
 
-        def recorded_scan(vectors: Any, q: Any, k: int, *rest: Any) -> Any:
-            nonlocal search_seconds, queries
-            start = time.perf_counter()
-            found = real_scan(vectors, q, k, *rest)
-            search_seconds += time.perf_counter() - start
-            np.ascontiguousarray(q, dtype=np.float32).tofile(sink)
-            queries += len(q)
-            return found
+            return recorded
 
-        batch_module.batch_search = recorded  # type: ignore[assignment]
-        fast_module.masked_top_k = recorded_scan  # type: ignore[assignment]
+        # The per-user path's batched search and the chunk-wide path's scan.
+        batch_module.batch_search = recording(batch_module.batch_search)  # type: ignore[assignment]
+        fast_module.masked_top_k = recording(fast_module.masked_top_k)  # type: ignore[assignment]
         rec = open_recommender(Path(args["index"]), None)
         start = time.perf_counter()
         report = run_bulk(

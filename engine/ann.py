@@ -73,8 +73,7 @@ def search_parameters(
         params.efSearch = max(int(overrides.get("efSearch", index.hnsw.efSearch)), k)
     elif isinstance(index, faiss.IndexIVF):
         params = faiss.SearchParametersIVF()
-        # More probes than lists is every list (FAISS clamps it too; say so explicitly).
-        params.nprobe = min(int(overrides.get("nprobe", index.nprobe)), int(index.nlist))
+        params.nprobe = int(overrides.get("nprobe", index.nprobe))
     else:
         params = faiss.SearchParameters()
     if selector is not None:
@@ -193,7 +192,7 @@ class Searcher:
             # The plain search (no mask, no appended rows, no GPU, the index's own parameters):
             # straight to FAISS, as a bare caller would. A padded answer takes the full path.
             plain = np.ascontiguousarray(queries, dtype=np.float32)
-            if self._carries(self._overrides(None), k, True):
+            if self._carries(self._overrides(None), k):
                 scores, found = self.index.search(plain, k)
                 if found[:, -1].min() >= 0:
                     return scores, found
@@ -242,7 +241,7 @@ class Searcher:
         overrides = self._overrides(params)
         search_params: Any = None
         keep: list[Any] = []
-        if selector is not None or not self._carries(overrides, k, params is None):
+        if selector is not None or not self._carries(overrides, k):
             search_params, keep = search_parameters(self.index, selector, overrides, k)
         answer = self._on_gpu(queries, k, selector is not None, overrides, search_params)
         if answer is not None:
@@ -257,7 +256,8 @@ class Searcher:
         return scores, found.astype(np.int64, copy=False)
 
     def _overrides(self, params: Mapping[str, int] | None) -> dict[str, int]:
-        """The search parameters in force: the defaults, ``params`` over them, nprobe capped."""
+        """The search parameters in force: the defaults, ``params`` over them, nprobe capped at
+        nlist (more probes than lists is every list; FAISS clamps it too)."""
         if not params and self._default_overrides is not None:
             return self._default_overrides
         overrides = {**self.default_params, **(params or {})}
@@ -267,10 +267,10 @@ class Searcher:
             self._default_overrides = overrides
         return overrides
 
-    def _carries(self, overrides: Mapping[str, int], k: int, defaults: bool) -> bool:
+    def _carries(self, overrides: Mapping[str, int], k: int) -> bool:
         """:func:`carries`, remembered per k for the default parameters (single queries run
         this on every call; ~2 µs of a ~60 µs HNSW search)."""
-        if not defaults:
+        if overrides is not self._default_overrides:
             return carries(self._own_params, overrides, k)
         if k not in self._carries_by_k:
             self._carries_by_k[k] = carries(self._own_params, overrides, k)

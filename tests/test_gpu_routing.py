@@ -60,7 +60,9 @@ class RecordingGpuIndex:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return hash_bundles(tmp_path_factory.mktemp("gpu-routing"), ITEMS, {"ivf": "IVF32,Flat", "hnsw": "HNSW16"})
+    return hash_bundles(
+        tmp_path_factory.mktemp("gpu-routing"), ITEMS, {"ivf": "IVF32,Flat", "hnsw": "HNSW16"}
+    )
 
 
 @pytest.fixture

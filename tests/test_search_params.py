@@ -31,7 +31,9 @@ CONTENT = QueryOptions(mode="content")  # dense search only: BM25 fusion would m
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Index roots of the same 5,000 movies: ``hnsw`` (HNSW8) and ``ivf`` (IVF64,Flat)."""
-    return hash_bundles(tmp_path_factory.mktemp("search-params"), ITEMS, {"hnsw": "HNSW8", "ivf": "IVF64,Flat"})
+    return hash_bundles(
+        tmp_path_factory.mktemp("search-params"), ITEMS, {"hnsw": "HNSW8", "ivf": "IVF64,Flat"}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from typing import cast
 
@@ -68,8 +68,13 @@ class ChunkStats:
     vectorised: int = 0  # users answered by the chunk-wide path (engine/bulk/fast.py)
 
     def add(self, other: ChunkStats) -> None:
-        for name in ("users", "rows", "popular", "fallbacks", "unknown", "vectorised"):
+        for name in stat_fields():
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def stat_fields() -> tuple[str, ...]:
+    """The counters of :class:`ChunkStats`, in order."""
+    return tuple(f.name for f in fields(ChunkStats))
 
 
 @dataclass(frozen=True)

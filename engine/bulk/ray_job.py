@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats
+from engine.bulk.batch import BatchRecommender, BulkRequest, ChunkStats, stat_fields
 from engine.bulk.batches import UserBatch
 from engine.bulk.job import DEFAULT_CHUNK, BulkReport, job_description
 from engine.bulk.parts import PartStore
@@ -33,7 +33,7 @@ from engine.errors import InvalidArgument
 from engine.recommender import Recommender
 
 CHUNKS_DIR = ".chunks"
-STAT_FIELDS = ("users", "rows", "popular", "fallbacks", "unknown", "vectorised")
+STAT_FIELDS = stat_fields()
 
 
 def import_ray() -> Any:
