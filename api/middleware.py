@@ -96,7 +96,10 @@ class RequestMiddleware:
         try:
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise BodyTooLarge(self.max_body_bytes)
-            await asyncio.wait_for(self.app(scope, receive_limited, send_with_id), self.timeout)
+            # A deadline on this task, not ``wait_for``: that runs the app in a new task, one
+            # more task and context copy per request.
+            async with asyncio.timeout(self.timeout):
+                await self.app(scope, receive_limited, send_with_id)
         except BodyTooLarge:
             if not state["started"]:
                 await self._reply(

@@ -11,6 +11,7 @@ from fastapi import Path as FastPath
 from pydantic import TypeAdapter, ValidationError
 
 from api.auth import require_admin, require_read
+from api.dispatch import run_engine
 from api.errors import ERROR_RESPONSES
 from api.models import (
     BatchRequest,
@@ -30,6 +31,8 @@ from api.reload import Reloader
 from api.writes import WriteOutcome, Writer
 from engine import Filter, InvalidArgument, Recommender, UnknownItem
 from engine.changes import MAX_ID_CHARS
+from engine.query_cost import is_light, recommend_is_light
+from engine.results import QueryOptions
 from engine.search_params import LIMITS as SEARCH_LIMITS
 from engine.tokens import TokenCounter
 from engine.writes import pending_changes
@@ -103,10 +106,20 @@ def parse_filters(raw: str | None) -> list[Filter]:
 
 
 @router.post("/recommend", response_model=ResultsResponse, tags=["recommend"])
-def recommend(
+async def recommend(
     body: RecommendRequest, request: Request, recommender: RecommenderDep
 ) -> ResultsResponse:
     """Recommendations for a user from their history and/or interests."""
+    options = body.options(recommender.config.options)
+    light = recommend_is_light(
+        recommender, options, k=body.k, interests=body.interests, history_size=len(body.history)
+    )
+    return await run_engine(request, light, _recommend, body, options, request, recommender)
+
+
+def _recommend(
+    body: RecommendRequest, options: QueryOptions, request: Request, recommender: Recommender
+) -> ResultsResponse:
     results = recommender.recommend(
         body.events(),
         body.interests,
@@ -114,14 +127,20 @@ def recommend(
         exclude=[str(i) for i in body.exclude],
         filters=[f.to_filter() for f in body.filters],
         exclude_seen=body.exclude_seen,
-        options=body.options(recommender.config.options),
+        options=options,
     )
     return ResultsResponse.of(results, truncated(request, recommender, interests=body.interests))
 
 
 @router.post("/search", response_model=ResultsResponse, tags=["search"])
-def search(body: SearchRequest, request: Request, recommender: RecommenderDep) -> ResultsResponse:
+async def search(
+    body: SearchRequest, request: Request, recommender: RecommenderDep
+) -> ResultsResponse:
     """Items nearest in meaning to free text."""
+    return await run_engine(request, False, _search, body, request, recommender)
+
+
+def _search(body: SearchRequest, request: Request, recommender: Recommender) -> ResultsResponse:
     results = recommender.search(
         body.text,
         body.k,
@@ -133,15 +152,16 @@ def search(body: SearchRequest, request: Request, recommender: RecommenderDep) -
 
 
 @router.get("/items/{item_id}", response_model=Item, tags=["items"])
-def get_item(item_id: PathId, recommender: RecommenderDep) -> Item:
+async def get_item(item_id: PathId, recommender: RecommenderDep) -> Item:
     """One item of the catalogue."""
-    return Item.of(recommender.get(item_id))
+    return Item.of(recommender.get(item_id))  # a dictionary lookup: no thread needed
 
 
 @router.get("/items/{item_id}/similar", response_model=ResultsResponse, tags=["items"])
-def similar(
+async def similar(
     item_id: PathId,
     recommender: RecommenderDep,
+    request: Request,
     k: Annotated[int, Query(ge=1, description="how many items")] = 10,
     filters: Annotated[
         str | None, Query(description='JSON list, e.g. [{"field":"genres","eq":"Comedy"}]')
@@ -158,7 +178,11 @@ def similar(
     params = SearchParamsSpec(ef_search=ef_search, nprobe=nprobe).to_params()
     if params is not None:
         options = dataclasses.replace(options, search_params=params)
-    results = recommender.similar(item_id, k, filters=parse_filters(filters), options=options)
+    found = parse_filters(filters)
+    light = is_light(recommender, options, k=k)
+    results = await run_engine(
+        request, light, recommender.similar, item_id, k, filters=found, options=options
+    )
     return ResultsResponse.of(results)
 
 

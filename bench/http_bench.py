@@ -3,8 +3,8 @@
     nice .venv/bin/python bench/http_bench.py --index indexes/movielens            # ~5-10 min
 
 Both services run at once under real uvicorn on loopback, with the same number of workers, and
-are measured in alternating rounds (best round each); the baseline (bench/bare_app.py) does the same FAISS call with nothing around it. For
-each endpoint and each concurrency (1, 8, 32 clients, each sending its next request when the
+are measured in paired rounds (one service right after the other); the baseline
+(bench/bare_app.py) does the same FAISS call with nothing around it. For each endpoint and each concurrency (1, 8, 32 clients, each sending its next request when the
 last is answered), a bounded number of requests gives throughput and p50/p99 latency. Requests
 are real MovieLens users (5-30 ratings, strategy ``mean`` so vecrec makes the baseline's one
 search) and short search texts. Resident memory of each worker process is read at the end
@@ -104,27 +104,43 @@ async def load(url: str, path: str, bodies: list[dict[str, Any]], clients: int) 
 
 
 def measure(urls: dict[str, str], args: argparse.Namespace) -> dict[str, dict[Any, Any]]:
-    """Both services, level by level and endpoint by endpoint, in alternating rounds (best
-    round each): a burst of load from other processes cannot favour either."""
+    """Both services, level by level and endpoint by endpoint, in rounds that run one service
+    right after the other (the order flips each round). Each service's best round is reported,
+    and so is the median over rounds of the two runs' throughput ratio: this machine's speed
+    drifts by up to 1.5x within minutes (the load generator's own CPU per request moved from
+    1.3 to 2.6 ms between identical runs), which a ratio of neighbours cancels."""
     histories = users(args.requests)
     out: dict[str, dict[Any, Any]] = {name: {} for name in urls}
+    out["paired"] = {}
     for clients in args.concurrency:
         for round_ in range(args.rounds):
-            for name, url in urls.items():
-                extra = {"strategy": "mean"} if name == "vecrec" else {}
-                recommend = [{"history": h, "k": 10, **extra} for h in histories]
-                # Texts new to every run: vecrec caches query embeddings, and a repeat would
-                # measure its cache, not its search.
-                search = [
-                    {"text": f"{TEXTS[i % len(TEXTS)]} {name[0]}{clients}-{round_}-{i}", "k": 10}
-                    for i in range(args.search_requests)
-                ]
-                for path, bodies in (("/recommend", recommend), ("/search", search)):
-                    got = asyncio.run(load(url, path, bodies, clients))
+            for path in ("/recommend", "/search"):
+                got: dict[str, dict[str, float]] = {}
+                for name in sorted(urls, reverse=round_ % 2 == 1):
+                    got[name] = asyncio.run(
+                        load(urls[name], path, bodies(name, path, histories, clients, round_, args),
+                             clients)
+                    )  # fmt: skip
                     best = out[name].get((path, clients))
-                    if best is None or got["rps"] > best["rps"]:
-                        out[name][(path, clients)] = got
+                    if best is None or got[name]["rps"] > best["rps"]:
+                        out[name][(path, clients)] = got[name]
+                ratio = got["vecrec"]["rps"] / got["bare"]["rps"]
+                out["paired"].setdefault((path, clients), []).append(ratio)
     return out
+
+
+def bodies(
+    name: str, path: str, histories: list[Any], clients: int, round_: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    if path == "/recommend":
+        extra = {"strategy": "mean"} if name == "vecrec" else {}
+        return [{"history": h, "k": 10, **extra} for h in histories]
+    # Texts new to every run: vecrec caches query embeddings, and a repeat would measure its
+    # cache, not its search.
+    return [
+        {"text": f"{TEXTS[i % len(TEXTS)]} {name[0]}{clients}-{round_}-{i}", "k": 10}
+        for i in range(args.search_requests)
+    ]
 
 
 def main() -> None:
@@ -134,7 +150,7 @@ def main() -> None:
     parser.add_argument("--search-requests", type=int, default=60, help="/search per run")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1, 8, 32])  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     with (
@@ -147,14 +163,15 @@ def main() -> None:
         results = measure({"vecrec": v_url, "bare": b_url}, args)
         rss = {"vecrec": worker_rss_mib(v_pid), "bare FastAPI + FAISS": worker_rss_mib(b_pid)}
     print(f"index {args.index}, {args.workers} uvicorn worker(s) each, loopback, "
-          f"best of {args.rounds} alternating rounds")  # fmt: skip
+          f"{args.rounds} paired rounds, best round each")  # fmt: skip
     print("| endpoint | clients | vecrec req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms | "
-          "throughput ×bare |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "best ×bare | median paired ×bare (range) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, v in results["vecrec"].items():
-        b = results["bare"][key]
+        b, paired = results["bare"][key], results["paired"][key]
         print(f"| {key[0]} | {key[1]} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | "
-              f"{b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {v['rps'] / b['rps']:.2f} |")  # fmt: skip
+              f"{b['rps']:.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {v['rps'] / b['rps']:.2f} | "
+              f"**{np.median(paired):.2f}** ({min(paired):.2f}-{max(paired):.2f}) |")  # fmt: skip
     for name, values in rss.items():
         print(f"per worker, {name}: " + ", ".join(
             f"RSS {rss:.0f} MiB (USS {uss:.0f} MiB)" for rss, uss in values))  # fmt: skip

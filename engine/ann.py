@@ -32,6 +32,7 @@ import numpy as np
 from engine.gpu import GpuTwin
 from engine.native_params import carries, ivf_nlist, own_search_params
 from engine.search_params import check_search_params
+from engine.topk import top_k
 
 # Scanning 20k rows of 384 floats is ~8 MFLOP per query, well under a millisecond on one core.
 EXACT_SCAN_MAX_ROWS = 20_000
@@ -172,12 +173,9 @@ class Searcher:
         sims = _inner_products(queries, base)
         if allowed is not None and rows is None:
             np.copyto(sims, -np.inf, where=~allowed[None, :])
-        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        top_scores = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        scores[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
-        found[:, :kk] = top if rows is None else rows[top]
+        top_scores, top = top_k(sims, kk)
+        scores[:, :kk] = top_scores
+        found[:, :kk] = top if rows is None else np.where(top >= 0, rows[top], -1)
         return scores, found
 
     def search(

@@ -202,7 +202,11 @@ def test_writes_under_read_load_fail_no_request(tmp_path: Path) -> None:
         seen = json.loads(out)
         assert seen["failed"] == [] and seen["ok"] > 50
         text = client.get("/items/load-19").json()["text"]
-        assert found(client, text, k=1) == ["load-19"]
+        # The last write is searchable: at the top score (the 64-d hash embedder gives some of
+        # these titles the same vector, so it may share that score).
+        items = client.post("/search", json={"text": text, "k": 5}).json()["items"]
+        top = [item["id"] for item in items if item["score"] >= items[0]["score"] - 1e-6]
+        assert "load-19" in top
 
 
 def test_a_write_while_another_writer_holds_the_index_is_refused_with_409(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ import faiss
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from engine.topk import TopK
+
 # Queries per block: large enough for an efficient matrix product, small enough for the
 # (queries × rows) scores to stay near the cache (2 MiB per 1,024 rows).
 QUERY_BLOCK = 512
@@ -81,7 +83,6 @@ def masked_top_k(
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="vecrec-scan") as pool:
                 list(pool.map(run, range(len(starts))))
-    scores[rows < 0] = -np.inf
     return scores, rows
 
 
@@ -95,10 +96,7 @@ def _block_top_k(
     rows: np.ndarray,
 ) -> None:
     """One block of queries into its rows of ``scores``/``rows`` (C-contiguous views)."""
-    heaps = faiss.float_minheap_array_t()  # a min-heap per query keeps its k largest
-    heaps.k, heaps.nh = scores.shape[1], len(queries)
-    heaps.val, heaps.ids = faiss.swig_ptr(scores), faiss.swig_ptr(rows)
-    heaps.heapify()
+    heaps = TopK(scores, rows)
     n = len(vectors)
     for start in range(0, n, COLUMN_BLOCK):
         stop = min(start + COLUMN_BLOCK, n)
@@ -107,8 +105,5 @@ def _block_top_k(
             block[:, np.flatnonzero(blocked[start:stop])] = -np.inf
         inside = (masked_rows >= start) & (masked_rows < stop) if n > COLUMN_BLOCK else slice(None)
         block[masked_queries[inside], masked_rows[inside] - start] = -np.inf
-        # Masked scores (-inf) sit below the heaps' initial -FLT_MAX: never taken. The third
-        # argument numbers this block's rows from ``start`` (faiss's stub omits it).
-        scores_ptr = faiss.swig_ptr(np.ascontiguousarray(block))
-        heaps.addn(stop - start, scores_ptr, start)  # type: ignore[call-arg]
-    heaps.reorder()
+        heaps.add(block, start)
+    heaps.finish()
