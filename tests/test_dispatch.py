@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faiss
+import pytest
 
 from api.dispatch import run_engine
 
@@ -44,3 +46,32 @@ def test_a_light_call_runs_on_the_event_loop_thread_with_the_same_setting() -> N
 
 def _observe() -> tuple[int, int]:
     return faiss.omp_get_max_threads(), threading.get_ident()
+
+
+def test_routes_answer_light_queries_inline_and_text_queries_on_the_pool(
+    hash_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from engine import Recommender
+
+    threads: list[str] = []
+    original = Recommender.recommend
+
+    def recording(self: Recommender, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "recommend", recording)
+    with TestClient(create_app(Settings(index=hash_index))) as client:
+        ids = [item["id"] for item in client.post("/recommend", json={"k": 3}).json()["items"]]
+        light = {"history": ids, "k": 5, "strategy": "mean"}
+        assert client.post("/recommend", json=light).status_code == 200
+        heavy = {**light, "interests": "space adventure"}
+        assert client.post("/recommend", json=heavy).status_code == 200
+        long_answer = {**light, "k": 101}  # past the light limit on answer length
+        assert client.post("/recommend", json=long_answer).status_code == 200
+    pool = [name.startswith("AnyIO worker thread") for name in threads]
+    assert pool == [False, False, True, True], threads
