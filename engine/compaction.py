@@ -16,13 +16,13 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from engine.bundle import (
     Bundle,
     BundleContent,
     new_version_id,
+    owned_index,
     resolve_bundle_dir,
     set_current,
     write_bundle,
@@ -46,7 +46,8 @@ def compacted_content(bundle: Bundle) -> BundleContent:
     rows = np.fromiter(sorted(bundle.row_of.values()), dtype=np.int64, count=bundle.live_count)
     vectors = np.ascontiguousarray(bundle.vectors[rows], dtype=np.float32)
     items = bundle.items.iloc[rows].reset_index(drop=True)
-    index = faiss.clone_index(bundle.index)
+    # The served index is memory-mapped and read-only (engine/bundle.py): reset and add a copy.
+    index = owned_index(bundle)
     index.reset()  # keeps what training learnt (IVF centroids, SQ ranges), drops the vectors
     if len(vectors):
         index.add(vectors)

@@ -183,3 +183,27 @@ def test_stale_temporary_of_dead_build_is_removed(tmp_path: Path) -> None:
     with pytest.raises(BundleNotFound):
         # A temporary directory is never mistaken for a bundle.
         Bundle.load(root / "missing")
+
+
+def test_the_index_is_mapped_read_only_and_answers_as_the_loaded_one(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Served bundles map their index (shared by every worker through the page cache); a
+    mapped index answers exactly as one read whole, and compaction works on a private copy."""
+    from engine.bundle import owned_index
+    from tests.conftest import hash_bundles
+
+    factories = {"flat": "Flat", "hnsw": "HNSW16", "ivf": "IVF8,Flat", "sq": "IVF8,SQ8"}
+    roots = hash_bundles(tmp_path_factory.mktemp("mapped"), 400, factories)
+    queries = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
+    for name, root in roots.items():
+        mapped, whole = Bundle.load(root), Bundle.load(root, mmap=False)
+        found = mapped.index.search(queries, 10)
+        assert np.array_equal(found[1], whole.index.search(queries, 10)[1]), name
+        assert np.array_equal(found[0], whole.index.search(queries, 10)[0]), name
+        copy = owned_index(mapped)
+        copy.reset()  # on the mapped index itself FAISS would abort the process
+        assert copy.ntotal == 0 and mapped.index.ntotal == 400
+    flat = faiss.downcast_index(Bundle.load(roots["flat"]).index)
+    assert not flat.codes.is_owned  # the codes are the file's pages, not a private copy
+    assert faiss.downcast_index(Bundle.load(roots["flat"], mmap=False).index).codes.is_owned
