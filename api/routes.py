@@ -112,7 +112,12 @@ async def recommend(
     """Recommendations for a user from their history and/or interests."""
     options = body.options(recommender.config.options)
     light = recommend_is_light(
-        recommender, options, k=body.k, interests=body.interests, history_size=len(body.history)
+        recommender,
+        options,
+        k=body.k,
+        interests=body.interests,
+        history_size=len(body.history),
+        filters=len(body.filters),
     )
     return await run_engine(request, light, _recommend, body, options, request, recommender)
 
@@ -179,7 +184,7 @@ async def similar(
     if params is not None:
         options = dataclasses.replace(options, search_params=params)
     found = parse_filters(filters)
-    light = is_light(recommender, options, k=k)
+    light = is_light(recommender, options, k=k, filters=len(found))
     results = await run_engine(
         request, light, recommender.similar, item_id, k, filters=found, options=options
     )

@@ -32,6 +32,10 @@ LIGHT_QUERY_FLOATS = 16_000_000
 # Each answer is assembled in Python (~7 µs an item with its text and metadata): a long answer
 # is not light whatever its search costs.
 LIGHT_MAX_K = 100
+# A filter is evaluated over every row: ~3 ns a row (29 µs over the sample's 9,742 rows for a
+# genre), the time FAISS's kernel takes to read ~40 floats. The sample's filters are light, a
+# filter over a million rows (~3 ms) is not.
+FILTER_FLOATS_PER_ROW = 40
 
 
 def scan_floats(searcher: Searcher, params: Mapping[str, int] | None = None) -> int:
@@ -66,10 +70,11 @@ def is_light(
     k: int,
     queries: int = 1,
     history_size: int = 0,
+    filters: int = 0,
 ) -> bool:
     """True when ``queries`` searches for ``k`` items with ``options`` need no cross-encoder and
-    read at most :data:`LIGHT_QUERY_FLOATS` vector floats, re-ranking and explanations included
-    (``/similar``: one search)."""
+    read at most :data:`LIGHT_QUERY_FLOATS` vector floats, re-ranking, explanations and
+    ``filters`` (each a pass over the catalogue) included (``/similar``: one search)."""
     options = options or recommender.config.options
     if options.rerank.cross_encoder or k > LIGHT_MAX_K:
         return False
@@ -80,6 +85,7 @@ def is_light(
         cost += k * k * options.rerank.pool_factor * dim
     if options.explain:
         cost += k * history_size * dim  # each answer against each history item
+    cost += filters * recommender.searcher.size * FILTER_FLOATS_PER_ROW
     return cost <= LIGHT_QUERY_FLOATS
 
 
@@ -90,6 +96,7 @@ def recommend_is_light(
     k: int,
     interests: str | None,
     history_size: int,
+    filters: int = 0,
 ) -> bool:
     """:func:`is_light` for a recommendation request: free-text ``interests`` need the embedding
     model (and in hybrid mode a lexical scan), so never; ``best_score`` searches once per liked
@@ -107,4 +114,6 @@ def recommend_is_light(
     parts = hybrid.parts_of(recommender.bundle)
     if parts.collaborative is not None and options.mode != "content":
         queries += 1
-    return is_light(recommender, options, k=k, queries=queries, history_size=history_size)
+    return is_light(
+        recommender, options, k=k, queries=queries, history_size=history_size, filters=filters
+    )

@@ -92,3 +92,15 @@ def test_long_answers_re_ranking_and_explanations_add_to_the_cost(
     explained = dataclasses.replace(mean, explain=True)
     assert is_light(rec, explained, k=10, history_size=40)
     assert not is_light(rec, explained, k=10, history_size=41)
+
+
+def test_each_filter_is_a_pass_over_the_catalogue(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = scan_floats(rec.searcher)
+    per_filter = rec.searcher.size * query_cost.FILTER_FLOATS_PER_ROW
+    mean = QueryOptions(strategy="mean", mode="content")
+    monkeypatch.setattr(query_cost, "LIGHT_QUERY_FLOATS", one + 2 * per_filter)
+    assert is_light(rec, mean, k=10, filters=2)
+    assert not is_light(rec, mean, k=10, filters=3)
+    assert not recommend_is_light(rec, mean, k=10, interests=None, history_size=3, filters=3)
