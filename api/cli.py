@@ -6,14 +6,13 @@ Every failure the user can cause ends with one line on stderr and a non-zero exi
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from api import cli_eval, cli_hybrid, cli_perf, cli_updates, cli_versions
+from api import cli_eval, cli_hybrid, cli_perf, cli_serve, cli_updates, cli_versions
 from api.cli_common import (
     EXIT_ERROR,
     Parser,
@@ -34,7 +33,6 @@ from api.cli_query import (
     query_options,
 )
 from engine import Recommender, VecrecError
-from engine.bundle import resolve_bundle_dir
 from engine.wal import logged_updates
 from engine.writes import pending_changes
 
@@ -169,42 +167,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from api.app import create_app, load_recommender
-    from api.settings import Settings
-
-    indexes_dir = Path(args.indexes_dir)
-    if args.sample:
-        from indexer.build import build
-        from indexer.sample import SAMPLE_NAME, served_sample_config
-
-        target = indexes_dir / SAMPLE_NAME
-        try:
-            resolve_bundle_dir(target)
-        except VecrecError:
-            print(f"building the sample index at {target} (first run only)", file=sys.stderr)
-            build(served_sample_config(indexes_dir))
-        index = target
-    else:
-        index = resolve_index(args.index, indexes_dir)
-    overrides: dict[str, Any] = {"index": index, "host": args.host, "port": args.port}
-    overrides.update(backend=args.backend, gpu=args.gpu or None)
-    overrides["allow_backend_mismatch"] = args.allow_backend_mismatch or None
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    # Load (and verify) before binding the port, so a bad bundle is one line, not a traceback.
-    recommender = load_recommender(settings)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    url = f"http://{settings.host}:{settings.port}"
-    print(f"serving {recommender.bundle.path} on {url} (docs at {url}/docs)", file=sys.stderr)
-    app = create_app(settings, recommender)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="vecrec", description="Vector-search recommendations over FAISS index bundles."
@@ -287,17 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("text")
     q.set_defaults(func=cmd_search)
 
-    sv = sub.add_parser("serve", help="serve an index over HTTP")
-    sv.add_argument("--index", default=None, help="bundle path or index name")
-    sv.add_argument(
-        "--sample",
-        action="store_true",
-        help="serve the MovieLens sample, building it first if missing",
-    )
-    sv.add_argument("--host", default=None, help="default 127.0.0.1 (VECREC_HOST)")
-    sv.add_argument("--port", type=int, default=None, help="default 8000 (VECREC_PORT)")
-    cli_perf.add_query_options(sv, search_params=False)
-    sv.set_defaults(func=cmd_serve)
+    cli_serve.register(sub)
 
     cli_eval.register(sub)
     cli_bulk.register(sub)
