@@ -258,6 +258,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resume-check", action="store_true")
     parser.add_argument(
+        "--repeat", type=int, default=1, help="bulk/bare pairs to run (the last is reported)"
+    )
+    parser.add_argument(
         "--per-user", action="store_true", help="also run the per-user path, chunk-wide path off"
     )
     parser.add_argument(
@@ -289,13 +292,25 @@ def main() -> None:
         shutil.rmtree(args[name], ignore_errors=True)
     shutil.rmtree(scratch / "killed", ignore_errors=True)
     result: dict[str, Any] = {"users": a.users, "strategy": a.strategy, "k": a.k}
-    result["bulk"] = _child(_bulk, args)
-    result["bare"] = _child(_bare, args)
+    ratios: list[float] = []
+    pairs: list[list[float]] = []  # seconds of (bulk, bare), pair by pair
+    for _ in range(a.repeat):
+        # Each pair runs one phase right after the other: this machine's speed drifts by up to
+        # 20 % over minutes, which a ratio of neighbours cancels.
+        shutil.rmtree(args["out"], ignore_errors=True)
+        result["bulk"] = _child(_bulk, args)
+        result["bare"] = _child(_bare, args)
+        ratios.append(result["bare"]["seconds"] / result["bulk"]["seconds"])
+        pairs.append([round(result[phase]["seconds"], 1) for phase in ("bulk", "bare")])
     n = result["bulk"]["summary"]["users"]
     bulk_rate = n / result["bulk"]["seconds"]
     bare_rate = n / result["bare"]["seconds"]
     result["users_per_second"] = {"bulk": round(bulk_rate), "bare_faiss": round(bare_rate)}
     result["throughput_ratio"] = round(bulk_rate / bare_rate, 3)
+    if a.repeat > 1:
+        result["paired_ratios"] = [round(r, 3) for r in ratios]
+        result["paired_seconds_bulk_bare"] = pairs
+        result["median_paired_ratio"] = round(sorted(ratios)[len(ratios) // 2], 3)
     result["search_share_of_bulk"] = round(
         result["bulk"]["search_seconds"] / result["bulk"]["seconds"], 3
     )

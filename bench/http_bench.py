@@ -73,7 +73,8 @@ def worker_rss_mib(pid: int) -> list[tuple[float, float]]:
     # Under --workers, the parent is a supervisor and the children serve.
     out = []
     for p in procs:
-        if "python" in p.name().lower():
+        # multiprocessing's resource tracker is a python child too, but serves nothing.
+        if "python" in p.name().lower() and "resource_tracker" not in " ".join(p.cmdline()):
             info = p.memory_full_info()
             out.append((info.rss / 2**20, info.uss / 2**20))
     return out
