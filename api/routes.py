@@ -183,10 +183,10 @@ async def similar(
     params = SearchParamsSpec(ef_search=ef_search, nprobe=nprobe).to_params()
     if params is not None:
         options = dataclasses.replace(options, search_params=params)
-    found = parse_filters(filters)
-    light = is_light(recommender, options, k=k, filters=len(found))
+    parsed = parse_filters(filters)
+    light = is_light(recommender, options, k=k, filters=len(parsed))
     results = await run_engine(
-        request, light, recommender.similar, item_id, k, filters=found, options=options
+        request, light, recommender.similar, item_id, k, filters=parsed, options=options
     )
     return ResultsResponse.of(results)
 

@@ -190,7 +190,7 @@ class Searcher:
             # The plain search (no mask, no appended rows, no GPU, the index's own parameters):
             # straight to FAISS, as a bare caller would. A padded answer takes the full path.
             plain = np.ascontiguousarray(queries, dtype=np.float32)
-            if self._carries(self._overrides(None), k):
+            if self._carries(self.parameters(None), k):
                 scores, found = self.index.search(plain, k)
                 if found[:, -1].min() >= 0:
                     return scores, found
@@ -236,7 +236,7 @@ class Searcher:
         """The FAISS index's top-``k`` among the indexed rows that ``allowed`` admits."""
         indexed = None if allowed is None else allowed[: self.indexed_rows]
         selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
-        overrides = self._overrides(params)
+        overrides = self.parameters(params)
         search_params: Any = None
         keep: list[Any] = []
         if selector is not None or not self._carries(overrides, k):
@@ -253,7 +253,7 @@ class Searcher:
             scores[found < 0] = -np.inf  # FAISS pads with -FLT_MAX; one convention for both
         return scores, found.astype(np.int64, copy=False)
 
-    def _overrides(self, params: Mapping[str, int] | None) -> dict[str, int]:
+    def parameters(self, params: Mapping[str, int] | None) -> dict[str, int]:
         """The search parameters in force: the defaults, ``params`` over them, nprobe capped at
         nlist (more probes than lists is every list; FAISS clamps it too)."""
         if not params and self._default_overrides is not None:

@@ -14,7 +14,8 @@ from typing import Any
 import faiss
 
 
-def _innermost(index: Any) -> Any:
+def innermost(index: Any) -> Any:
+    """The index under any pre-transforms (PCA, OPQ...), downcast to its concrete type."""
     inner = faiss.downcast_index(index)
     while isinstance(inner, faiss.IndexPreTransform):
         inner = faiss.downcast_index(inner.index)
@@ -23,13 +24,13 @@ def _innermost(index: Any) -> Any:
 
 def ivf_nlist(index: Any) -> int | None:
     """The number of inverted lists of an IVF ``index``; None for other types."""
-    inner = _innermost(index)
+    inner = innermost(index)
     return int(inner.nlist) if isinstance(inner, faiss.IndexIVF) else None
 
 
 def own_search_params(index: Any) -> dict[str, int]:
     """``efSearch`` (HNSW) or ``nprobe`` (IVF) as set on ``index`` now; {} for other types."""
-    inner = _innermost(index)
+    inner = innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         return {"efSearch": int(inner.hnsw.efSearch)}
     if isinstance(inner, faiss.IndexIVF):

@@ -21,6 +21,7 @@ import faiss
 
 from engine import hybrid
 from engine.ann import Searcher
+from engine.native_params import innermost
 from engine.recommender import Recommender
 from engine.results import QueryOptions
 
@@ -41,26 +42,19 @@ FILTER_FLOATS_PER_ROW = 40
 def scan_floats(searcher: Searcher, params: Mapping[str, int] | None = None) -> int:
     """Vector floats one query reads in ``searcher`` with ``params`` over its defaults."""
     dim = int(searcher.vectors.shape[1])
-    appended = (searcher.size - searcher.indexed_rows) * dim  # scanned exactly, always
-    return appended + _index_floats(faiss.downcast_index(searcher.index), searcher, params, dim)
-
-
-def _index_floats(
-    index: Any, searcher: Searcher, params: Mapping[str, int] | None, dim: int
-) -> int:
-    settings = {**searcher.default_params, **(params or {})}
+    appended = searcher.size - searcher.indexed_rows  # scanned exactly, always
     rows = searcher.indexed_rows
-    if isinstance(index, faiss.IndexPreTransform):
-        return _index_floats(faiss.downcast_index(index.index), searcher, params, dim)
+    settings = searcher.parameters(params)
+    index = innermost(searcher.index)
     if isinstance(index, faiss.IndexHNSW):
         hnsw: Any = index.hnsw  # faiss's stub omits nb_neighbors
-        ef = int(settings.get("efSearch", hnsw.efSearch))
-        return ef * int(hnsw.nb_neighbors(0)) * dim
+        ef = settings.get("efSearch", int(hnsw.efSearch))
+        return (appended + ef * int(hnsw.nb_neighbors(0))) * dim
     if isinstance(index, faiss.IndexIVF):
         nlist = max(int(index.nlist), 1)
-        nprobe = min(int(settings.get("nprobe", index.nprobe)), nlist)
-        return nlist * dim + nprobe * -(-rows // nlist) * dim
-    return rows * dim  # Flat, and any index this does not know: a full scan, to be safe
+        nprobe = settings.get("nprobe", int(index.nprobe))  # capped at nlist by the searcher
+        return (appended + nlist + nprobe * -(-rows // nlist)) * dim
+    return (appended + rows) * dim  # Flat, and any index this does not know: a full scan
 
 
 def is_light(

@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 
 from engine.errors import InvalidArgument
+from engine.native_params import innermost
 from indexer.index_choice import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, ivf_nprobe
 
 # Enough points to place centroids well; FAISS warns (and wastes time) beyond 256 per list.
@@ -21,17 +22,9 @@ _HNSW_LINKS = re.compile(r"HNSW(\d*)")
 log = logging.getLogger(__name__)
 
 
-def _innermost(index: Any) -> Any:
-    """The index under any pre-transforms (PCA, OPQ...), downcast to its concrete type."""
-    inner = faiss.downcast_index(index)
-    while isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
-    return inner
-
-
 def default_search_params(index: Any) -> dict[str, int]:
     """Search parameters to record in the manifest for an index built from any factory string."""
-    inner = _innermost(index)
+    inner = innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         return {"efSearch": HNSW_EF_SEARCH}
     if isinstance(inner, faiss.IndexIVF):
@@ -53,7 +46,7 @@ def build_faiss_index(
             raise InvalidArgument(f"factory {factory!r}: HNSW needs M >= 2 links", field="factory")
     with _factory_errors(f"FAISS factory string {factory!r} is not valid"):
         index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-    inner = _innermost(index)
+    inner = innermost(index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     if gpu:
@@ -120,7 +113,7 @@ def _has_ivf(index: Any) -> bool:
 
 
 def _apply(index: Any, key: str, value: int) -> None:
-    inner = _innermost(index)
+    inner = innermost(index)
     if key == "efSearch" and isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efSearch = value
     elif key == "nprobe" and isinstance(inner, faiss.IndexIVF):

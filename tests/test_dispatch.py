@@ -17,26 +17,19 @@ from api.dispatch import run_engine
 def test_the_pool_thread_runs_faiss_with_the_configured_thread_count() -> None:
     # OpenMP's setting is per thread: a value set on the loading thread does not reach the pool.
     faiss.omp_set_num_threads(1)
-    request: Any = SimpleNamespace(
-        app=SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(faiss_threads=3)))
-    )
+    request = _request(faiss_threads=3)
 
-    def observe() -> tuple[int, int]:
-        return faiss.omp_get_max_threads(), threading.get_ident()
-
-    threads, ident = asyncio.run(run_engine(request, False, observe))
+    threads, ident = asyncio.run(run_engine(request, False, _observe))
     assert threads == 3
     assert ident != threading.get_ident()  # it ran off the event loop's thread
     assert faiss.omp_get_max_threads() == 1  # and left this thread's setting alone
 
 
 def test_a_light_call_runs_on_the_event_loop_thread_with_the_same_setting() -> None:
-    request: Any = SimpleNamespace(
-        app=SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(faiss_threads=3)))
-    )
+    request = _request(faiss_threads=3)
 
     async def main() -> tuple[int, int, int]:
-        threads, ident = await run_engine(request, True, lambda: _observe())
+        threads, ident = await run_engine(request, True, _observe)
         return threads, ident, threading.get_ident()
 
     threads, ident, loop_ident = asyncio.run(main())
@@ -46,6 +39,12 @@ def test_a_light_call_runs_on_the_event_loop_thread_with_the_same_setting() -> N
 
 def _observe() -> tuple[int, int]:
     return faiss.omp_get_max_threads(), threading.get_ident()
+
+
+def _request(faiss_threads: int) -> Any:
+    """What :func:`run_engine` reads of a request: the app's settings."""
+    settings = SimpleNamespace(faiss_threads=faiss_threads)
+    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=settings)))
 
 
 def test_routes_answer_light_queries_inline_and_text_queries_on_the_pool(

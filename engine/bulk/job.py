@@ -7,7 +7,6 @@ a part, in order (Arrow's decoding, Parquet's encoding, BLAS, FAISS and torch re
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -162,10 +161,9 @@ def one_thread_per_chunk(*, uses_torch: bool) -> Iterator[None]:
 
 
 def _answering_thread() -> None:
-    faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's own
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
+    # FAISS's OpenMP setting is the calling thread's own; torch's new threads follow the
+    # default :func:`one_thread_per_chunk` set before this pool started.
+    faiss.omp_set_num_threads(1)
 
 
 def read_ahead(batches: Iterable[UserBatch]) -> Iterator[UserBatch]:
