@@ -29,10 +29,16 @@ class TopK:
         heaps.heapify()
         self._heaps = heaps
 
-    def add(self, block: np.ndarray, first_row: int = 0) -> None:
-        """Offer ``float32 (m, b)`` scores of rows ``first_row .. first_row + b - 1``."""
+    def add(self, block: np.ndarray, first_row: int = 0, ids: np.ndarray | None = None) -> None:
+        """Offer ``float32 (m, b)`` scores of rows ``first_row .. first_row + b - 1``, or of rows
+        ``ids`` (``int64 (b,)``, the same for every query) when given."""
         block = np.ascontiguousarray(block, dtype=np.float32)
-        self._heaps.addn(block.shape[1], faiss.swig_ptr(block), first_row)
+        if ids is None:
+            self._heaps.addn(block.shape[1], faiss.swig_ptr(block), first_row)
+        else:
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            # id_stride 0: every query's scores share the one list of ids
+            self._heaps.addn_with_ids(block.shape[1], faiss.swig_ptr(block), faiss.swig_ptr(ids), 0)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         self._heaps.reorder()

@@ -49,7 +49,9 @@ def test_masked_top_k_equals_brute_force(
     masked_q = np.array([q for q, _ in pairs], dtype=np.int64)
     masked_r = np.array([r for _, r in pairs], dtype=np.int64)
     k = 25
-    scores, rows = scan.masked_top_k(vectors, queries, k, allowed, masked_q, masked_r, threads)
+    scores, rows = scan.masked_top_k(
+        vectors, queries, k, scan.scan_rows(vectors, allowed), masked_q, masked_r, threads
+    )
     assert scores.shape == rows.shape == (40, k)
     want = reference(vectors, queries, k, allowed, set(pairs))
     for q in range(40):
@@ -66,5 +68,33 @@ def test_nothing_masked_is_a_plain_exact_search() -> None:
     vectors = rng.normal(size=(500, 8)).astype(np.float32)
     queries = rng.normal(size=(30, 8)).astype(np.float32)
     none = np.zeros(0, np.int64)
-    _, rows = scan.masked_top_k(vectors, queries, 10, None, none, none)
+    _, rows = scan.masked_top_k(vectors, queries, 10, scan.scan_rows(vectors, None), none, none)
     np.testing.assert_array_equal(rows, np.argsort(-(queries @ vectors.T), axis=1)[:, :10])
+
+
+def test_scan_rows_offer_the_allowed_rows_nearest_the_centre_first() -> None:
+    rng = np.random.default_rng(8)
+    vectors = rng.normal(size=(300, 12)).astype(np.float32)
+    allowed = rng.random(300) < 0.6
+    rows = scan.scan_rows(vectors, allowed)
+    assert sorted(rows.order.tolist()) == np.flatnonzero(allowed).tolist()
+    assert np.array_equal(rows.column[rows.order], np.arange(len(rows.order)))
+    assert (rows.column[~allowed] == -1).all()
+    assert rows.gathered is not None and np.array_equal(rows.gathered, vectors[rows.order])
+    centre = vectors[allowed].mean(axis=0)
+    nearness = vectors[rows.order] @ centre
+    assert np.all(np.diff(nearness) <= 1e-5)  # non-increasing: the heaps' thresholds rise early
+
+
+def test_a_catalogue_wider_than_one_product_is_gathered_block_by_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scan, "COLUMN_BLOCK", 64)
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(200, 8)).astype(np.float32)
+    queries = rng.normal(size=(6, 8)).astype(np.float32)
+    rows = scan.scan_rows(vectors, None)
+    assert rows.gathered is None
+    none = np.zeros(0, np.int64)
+    _, found = scan.masked_top_k(vectors, queries, 15, rows, none, none)
+    np.testing.assert_array_equal(found, np.argsort(-(queries @ vectors.T), axis=1)[:, :15])

@@ -36,3 +36,15 @@ def test_blocks_fed_in_pieces_keep_their_row_numbers() -> None:
     scores, rows = heaps.finish()
     whole_scores, whole_rows = top_k(sims, 8)
     assert np.array_equal(rows, whole_rows) and np.array_equal(scores, whole_scores)
+
+
+def test_columns_offered_in_any_order_keep_their_ids() -> None:
+    sims = np.random.default_rng(5).standard_normal((3, 200)).astype(np.float32)
+    order = np.random.default_rng(6).permutation(200)
+    heaps = TopK(np.empty((3, 12), np.float32), np.empty((3, 12), np.int64))
+    for start in range(0, 200, 64):
+        ids = order[start : start + 64]
+        heaps.add(sims[:, ids], ids=ids)
+    scores, rows = heaps.finish()
+    whole_scores, whole_rows = top_k(sims, 12)
+    assert np.array_equal(rows, whole_rows) and np.array_equal(scores, whole_scores)

@@ -34,6 +34,7 @@ from engine.bulk.prefetch import (
     plan_queries,
     prefetch_depth,
 )
+from engine.bulk.scan import scan_rows
 from engine.errors import InvalidArgument
 from engine.explain import explain
 from engine.filters import Filter
@@ -128,7 +129,12 @@ class BatchRecommender:
         options = request.options
         # The request most jobs make is answered for the whole chunk at once (engine/bulk/fast.py).
         self.chunk_request = (
-            ChunkRequest(k, self.shared, request.exclude_seen, self.model)
+            ChunkRequest(
+                k,
+                scan_rows(recommender.searcher.vectors, self.shared),
+                request.exclude_seen,
+                self.model,
+            )
             if self.batched
             and options.strategy == "mean"
             and not options.explain

@@ -18,17 +18,17 @@ import numpy as np
 
 from engine.ann import Searcher
 from engine.bulk.chunk_model import ChunkHistory, chunk_mean_queries
-from engine.bulk.scan import masked_top_k
+from engine.bulk.scan import ScanRows, masked_top_k
 from engine.usermodel import UserModelConfig
 
 
 @dataclass(frozen=True)
 class ChunkRequest:
-    """What every user of the chunk gets: ``shared`` is the ``bool (N,)`` allowed mask the users
-    share (filters, ``exclude``, tombstones; None: every row)."""
+    """What every user of the chunk gets: ``rows`` are the rows every user may get (filters,
+    ``exclude``, tombstones), in the scan's order."""
 
     k: int
-    shared: np.ndarray | None
+    rows: ScanRows
     exclude_seen: bool
     model: UserModelConfig
 
@@ -48,7 +48,7 @@ class ChunkAnswer:
 def answer_chunk(searcher: Searcher, history: ChunkHistory, request: ChunkRequest) -> ChunkAnswer:
     """Answer every user of ``history`` with a liked known item (the rest: the per-user path).
 
-    ``searcher`` must be one whose online answers are exact (a Flat index, or a ``shared`` set
+    ``searcher`` must be one whose online answers are exact (a Flat index, or an allowed set
     small enough to be scanned exactly): the scan here is exact.
     """
     n = history.n_users
@@ -67,7 +67,7 @@ def answer_chunk(searcher: Searcher, history: ChunkHistory, request: ChunkReques
         masked_queries = masked_rows = np.zeros(0, np.int64)
     k = min(request.k, len(searcher.vectors))
     scores, rows = masked_top_k(
-        searcher.vectors, queries[planned], k, request.shared, masked_queries, masked_rows
+        searcher.vectors, queries[planned], k, request.rows, masked_queries, masked_rows
     )
     found = rows >= 0
     return ChunkAnswer(

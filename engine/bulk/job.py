@@ -2,7 +2,7 @@
 
 Memory holds one chunk being read, :data:`ANSWERING` being answered and one being written:
 background threads read the next chunk, answer two at once and write the last answered one as
-a part, in order (Arrow's decoding, Parquet's encoding, BLAS, FAISS and torch release the GIL).
+a part, in order (Arrow's decoding, Parquet's encoding, BLAS, SciPy's sparse product and FAISS release the GIL).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def run_bulk(
 
     with (
         ThreadPoolExecutor(1, thread_name_prefix="vecrec-bulk-writer") as writer,
-        one_thread_per_chunk(uses_torch=batcher.chunk_request is not None),
+        one_thread_per_chunk(),
         ThreadPoolExecutor(
             ANSWERING, thread_name_prefix="vecrec-bulk-answer", initializer=_answering_thread
         ) as answerer,
@@ -136,34 +136,21 @@ def run_bulk(
 
 
 @contextmanager
-def one_thread_per_chunk(*, uses_torch: bool) -> Iterator[None]:
+def one_thread_per_chunk() -> Iterator[None]:
     """While the job runs, each chunk's kernels stay on the thread answering it.
 
     The job's parallelism is its :data:`ANSWERING` threads. Kernels that spread over every core
-    themselves (BLAS, torch's sparse product, FAISS's OpenMP) each added a thread team per chunk
-    that spin-waits after its call and takes the cores the other chunk and the writer need:
-    measured on 2 vCPU, the user model took 24 core-ms of a chunk in the job against 12 alone.
-    BLAS's thread count is process-wide and torch's default for new threads is too, so both are
-    restored when the job ends; FAISS's is per thread (:func:`_answering_thread`).
+    themselves (BLAS, FAISS's OpenMP) each added a thread team per chunk that spin-waits after its
+    call and takes the cores the other chunk and the writer need (measured on 2 vCPU: a chunk's
+    user model took 24 core-ms in the job against 12 alone). BLAS's thread count is process-wide,
+    so it is restored when the job ends; FAISS's is per thread (:func:`_answering_thread`).
     """
-    torch: Any = None
-    if uses_torch:
-        import torch  # the chunk-wide user model's product needs it; imported before the threads
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)  # this thread's setting, and new threads' default
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(before)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _answering_thread() -> None:
-    # FAISS's OpenMP setting is the calling thread's own; torch's new threads follow the
-    # default :func:`one_thread_per_chunk` set before this pool started.
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's own
 
 
 def read_ahead(batches: Iterable[UserBatch]) -> Iterator[UserBatch]:
