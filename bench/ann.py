@@ -12,11 +12,14 @@ the queries. ``--real N`` embeds only the first N texts and fills the base up to
 with noisy replicas of them (Gaussian noise, sigma :data:`NOISE` per coordinate, renormalised):
 the 1M point always does, and the tables say how many vectors were real.
 
-Every library builds an HNSW graph with M=32 links and efConstruction=80 (vecrec's HNSW32 build),
-and its search breadth (efSearch / ef / expansion) is swept upwards until recall@10 against exact
-search reaches ``--target``; QPS is measured at that setting: single queries on one thread (a
-server's request) and one batch of all queries on all cores. Ratios are against bare FAISS and
-hnswlib measured in the same run.
+Every library builds an HNSW graph with M=32 links and efConstruction=80, and its search breadth
+(efSearch / ef / expansion) is swept upwards until recall@10 against exact search reaches
+``--target``; QPS is measured at that setting: single queries on one thread (a server's request)
+and one batch of all queries on all cores, every contender in alternating rounds (best of
+:data:`ROUNDS`). FAISS runs twice: ``HNSW32`` (float32 vectors, what a bare FAISS user writes) and
+vecrec's own choice (:func:`indexer.index_choice.hnsw_factory`, half-precision vectors), on
+which vecrec's Searcher runs. Ratios are against bare FAISS ``HNSW32`` measured in the same run;
+the closing lines compare vecrec with bare FAISS on the same index and with hnswlib.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +48,13 @@ from engine.ann import Searcher  # noqa: E402
 from engine.embed_cache import CachedEmbedder, EmbeddingCache  # noqa: E402
 from engine.embedder import load_embedder, normalize_rows  # noqa: E402
 from indexer.faiss_build import apply_search_params, build_faiss_index  # noqa: E402
+from indexer.index_choice import hnsw_factory  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 M, EF_CONSTRUCTION = 32, 80
 EF_SWEEP = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 N_QUERIES = 1000
+ROUNDS = 5
 N_TEXTS = 101_000
 # Per-coordinate sigma of the replicas' noise: |noise| ~ 0.2, cosine to the original ~0.98.
 NOISE = 0.01
@@ -128,15 +134,29 @@ def qps(search: Search, queries: np.ndarray, k: int, *, single: bool) -> float:
     return len(queries) / (time.perf_counter() - start)
 
 
-def paired_qps(
-    searches: dict[str, Search], queries: np.ndarray, k: int, *, single: bool, rounds: int = 5
-) -> dict[str, float]:
-    """QPS of each search, measured in alternating rounds; the best round of each."""
-    best = dict.fromkeys(searches, 0.0)
-    for _ in range(rounds):
-        for name, search in searches.items():
-            best[name] = max(best[name], qps(search, queries, k, single=single))
-    return best
+@dataclass
+class Contender:
+    """One library's index at its tuned setting: its table row and its two ways to search."""
+
+    row: dict[str, float]
+    single: Search  # one query, one thread
+    batch: Search  # every query, every thread
+
+
+def measure_all(
+    contenders: dict[str, Contender], queries: np.ndarray, k: int, threads: int
+) -> None:
+    """QPS of every contender in alternating rounds, best round of each: a burst of load from
+    other processes, or the machine's drift, cannot favour one library."""
+    for key, single in (("qps single", True), ("qps batch", False)):
+        faiss.omp_set_num_threads(1 if single else threads)
+        for c in contenders.values():
+            c.row[key] = 0.0
+        for _ in range(ROUNDS):
+            for c in contenders.values():
+                search = c.single if single else c.batch
+                c.row[key] = max(c.row[key], qps(search, queries, k, single=single))
+    faiss.omp_set_num_threads(threads)
 
 
 def tune(
@@ -166,16 +186,25 @@ def file_bytes(save: Callable[[str], Any]) -> int:
 
 
 def run_faiss(
-    base: np.ndarray, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
-) -> dict[str, dict[str, float]]:
+    base: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    target: float,
+    threads: int,
+    factory: str,
+    *,
+    with_vecrec: bool,
+) -> dict[str, Contender]:
+    """Bare FAISS on ``factory`` (built as vecrec builds it), and vecrec's Searcher on the same
+    index when ``with_vecrec``."""
     faiss.omp_set_num_threads(threads)
     start = time.perf_counter()
-    index = build_faiss_index(base, f"HNSW{M}")  # vecrec's build (efConstruction 80)
+    index = build_faiss_index(base, factory)  # vecrec's build (efConstruction 80)
     built = time.perf_counter() - start
     size = file_bytes(lambda p: faiss.write_index(index, p))
     hnsw = faiss.downcast_index(index)
     ef, got = tune(
-        "faiss",
+        f"faiss {factory}",
         lambda e: setattr(hnsw.hnsw, "efSearch", e),
         lambda q, k: index.search(q, k)[1],
         queries,
@@ -183,29 +212,26 @@ def run_faiss(
         target,
     )
     apply_search_params(index, {"efSearch": ef})
-    searcher = Searcher(index, base, {"efSearch": ef})
-    vec_recall = recall(searcher.search(queries, truth.shape[1])[1], truth)
-    searches = {
-        "bare FAISS": lambda q, k: index.search(q, k)[1],
-        "vecrec Searcher": lambda q, k: searcher.search(q, k)[1],
-    }
-    # The two share one index: measured in alternating rounds, best round kept, so a burst of
-    # load from other processes cannot favour either.
-    faiss.omp_set_num_threads(1)
-    single = paired_qps(searches, queries, truth.shape[1], single=True)
-    faiss.omp_set_num_threads(threads)
-    batch = paired_qps(searches, queries, truth.shape[1], single=False)
-    recalls = {"bare FAISS": got, "vecrec Searcher": vec_recall}
-    rows = {}
-    for name in searches:
-        rows[name] = {"build s": built, "bytes": size, "ef": ef, "recall": recalls[name],
-                      "qps single": single[name], "qps batch": batch[name]}  # fmt: skip
-    return rows
+
+    def bare(q: np.ndarray, k: int) -> np.ndarray:
+        return index.search(q, k)[1]  # type: ignore[no-any-return]
+
+    row = {"build s": built, "bytes": size, "ef": ef}
+    out = {f"bare FAISS {factory}": Contender({**row, "recall": got}, bare, bare)}
+    if with_vecrec:
+        searcher = Searcher(index, base, {"efSearch": ef})
+
+        def vecrec(q: np.ndarray, k: int) -> np.ndarray:
+            return searcher.search(q, k)[1]
+
+        got = recall(searcher.search(queries, truth.shape[1])[1], truth)
+        out[f"vecrec Searcher {factory}"] = Contender({**row, "recall": got}, vecrec, vecrec)
+    return out
 
 
 def run_hnswlib(
     base: np.ndarray, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
-) -> dict[str, float]:
+) -> Contender:
     import hnswlib
 
     start = time.perf_counter()
@@ -220,21 +246,13 @@ def run_hnswlib(
 
     ef, got = tune("hnswlib", index.set_ef, search, queries, truth, target)
     index.set_ef(ef)
-    single = qps(lambda q, k: search(q, k, 1), queries, truth.shape[1], single=True)
-    batch = qps(search, queries, truth.shape[1], single=False)
-    return {
-        "build s": built,
-        "bytes": size,
-        "ef": ef,
-        "recall": got,
-        "qps single": single,
-        "qps batch": batch,
-    }
+    row = {"build s": built, "bytes": size, "ef": ef, "recall": got}
+    return Contender(row, lambda q, k: search(q, k, 1), search)
 
 
 def run_usearch(
     base: np.ndarray, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
-) -> dict[str, float] | None:
+) -> Contender | None:
     try:
         from usearch.index import Index
     except ImportError:
@@ -255,16 +273,8 @@ def run_usearch(
 
     ef, got = tune("usearch", set_ef, search, queries, truth, target)
     set_ef(ef)
-    single = qps(lambda q, k: search(q, k, 1), queries, truth.shape[1], single=True)
-    batch = qps(search, queries, truth.shape[1], single=False)
-    return {
-        "build s": built,
-        "bytes": size,
-        "ef": ef,
-        "recall": got,
-        "qps single": single,
-        "qps batch": batch,
-    }
+    row = {"build s": built, "bytes": size, "ef": ef, "recall": got}
+    return Contender(row, lambda q, k: search(q, k, 1), search)
 
 
 def main() -> None:
@@ -285,15 +295,21 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         base, queries = embedded(Path(args.cache_dir), n, args.real, args.noise)
         truth = exact_top(base, queries, 10)
-        rows: dict[str, dict[str, float]] = run_faiss(
-            base, queries, truth, args.target, args.threads
+        chosen = hnsw_factory()
+        contenders = run_faiss(
+            base, queries, truth, args.target, args.threads, f"HNSW{M}", with_vecrec=False
+        )
+        contenders |= run_faiss(
+            base, queries, truth, args.target, args.threads, chosen, with_vecrec=True
         )
         if "hnswlib" not in skip:
-            rows["hnswlib"] = run_hnswlib(base, queries, truth, args.target, args.threads)
+            contenders["hnswlib"] = run_hnswlib(base, queries, truth, args.target, args.threads)
         if "usearch" not in skip:
             found = run_usearch(base, queries, truth, args.target, args.threads)
             if found is not None:
-                rows["usearch"] = found
+                contenders["usearch"] = found
+        measure_all(contenders, queries, truth.shape[1], args.threads)
+        rows = {name: c.row for name, c in contenders.items()}
         real = min(args.real - N_QUERIES, len(base))
         print(
             f"\n{len(base):,d} vectors x {base.shape[1]} ({real:,d} real, the rest noisy replicas "
@@ -306,7 +322,7 @@ def main() -> None:
             "QPS batch | single ×FAISS | batch ×FAISS |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
-        ref = rows["bare FAISS"]
+        ref = rows[f"bare FAISS HNSW{M}"]
         for name, r in rows.items():
             print(
                 f"| {name} | {r['build s']:.1f} | {r['bytes'] / 2**20:.0f} | {r['ef']:.0f} | "
@@ -314,8 +330,13 @@ def main() -> None:
                 f"{r['qps single'] / ref['qps single']:.2f} | "
                 f"{r['qps batch'] / ref['qps batch']:.2f} |"
             )
+        v, same = rows[f"vecrec Searcher {chosen}"], rows[f"bare FAISS {chosen}"]
+        print(
+            f"vecrec / bare FAISS on the same index: single "
+            f"{v['qps single'] / same['qps single']:.2f}, batch {v['qps batch'] / same['qps batch']:.2f}"
+        )
         if "hnswlib" in rows:
-            v, h = rows["vecrec Searcher"], rows["hnswlib"]
+            h = rows["hnswlib"]
             print(
                 f"vecrec / hnswlib: single {v['qps single'] / h['qps single']:.2f}, "
                 f"batch {v['qps batch'] / h['qps batch']:.2f}"

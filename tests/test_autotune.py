@@ -79,7 +79,7 @@ def test_unreachable_target_falls_back_to_exact(vectors: np.ndarray) -> None:
 def test_candidates_by_size() -> None:
     assert candidate_factories(FLAT_MAX_ITEMS) == ["Flat"]
     mid = candidate_factories(50_000)
-    assert mid[0] == "Flat" and "HNSW32" in mid and any(f.startswith("IVF") for f in mid)
+    assert mid[0] == "Flat" and "HNSW32,SQfp16" in mid and any(f.startswith("IVF") for f in mid)
     assert "Flat" not in candidate_factories(500_000)
     big = candidate_factories(HNSW_MAX_ITEMS + 1)
     assert len(big) == 1 and big[0].endswith(",SQ8")

@@ -193,7 +193,13 @@ def test_the_index_is_mapped_read_only_and_answers_as_the_loaded_one(
     from engine.bundle import owned_index
     from tests.conftest import hash_bundles
 
-    factories = {"flat": "Flat", "hnsw": "HNSW16", "ivf": "IVF8,Flat", "sq": "IVF8,SQ8"}
+    factories = {
+        "flat": "Flat",
+        "hnsw": "HNSW16",
+        "hnsw-fp16": "HNSW16,SQfp16",
+        "ivf": "IVF8,Flat",
+        "sq": "IVF8,SQ8",
+    }
     roots = hash_bundles(tmp_path_factory.mktemp("mapped"), 400, factories)
     queries = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
     for name, root in roots.items():

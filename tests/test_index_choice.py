@@ -223,3 +223,32 @@ def test_factory_that_cannot_add_is_invalid_argument() -> None:
     with pytest.raises(InvalidArgument) as info:
         build_faiss_index(unit_vectors(50), "IDMap,Flat")
     assert info.value.field == "factory"
+
+
+def test_the_chosen_graph_stores_half_precision_and_finds_what_full_precision_finds() -> None:
+    """``--factory auto``'s graph keeps float16 vectors; on a clustered catalogue its neighbours
+    are full precision's (the exact re-score then restores float32 scores)."""
+    from indexer.index_choice import hnsw_factory
+
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((40, 32))
+    vectors = centres[rng.integers(0, 40, 3000)] + 0.3 * rng.standard_normal((3000, 32))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    queries = vectors[rng.choice(3000, 50, replace=False)] + 0.05
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    chosen = build_faiss_index(vectors, hnsw_factory())
+    storage = faiss.downcast_index(inner_index(chosen).storage)
+    assert isinstance(storage, faiss.IndexScalarQuantizer)
+    assert storage.sq.qtype == faiss.ScalarQuantizer.QT_fp16
+    assert storage.code_size == 2 * 32  # two bytes a coordinate
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    full = build_faiss_index(vectors, "HNSW32")
+
+    def recall(index: faiss.Index) -> float:
+        found = index.search(queries, 10)[1]
+        return float(
+            np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+        )
+
+    assert recall(chosen) >= recall(full) - 0.01
+    assert recall(chosen) >= 0.9
