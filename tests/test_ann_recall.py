@@ -32,12 +32,15 @@ def twins(
     minilm: MemoEmbedder,
     real_index: Path,
 ) -> dict[str, Recommender]:
-    """Flat (the session's real index), HNSW and IVF bundles of the same items and vectors."""
+    """Flat (the session's real index), HNSW (float32 and float16 vectors) and IVF bundles of the
+    same items and vectors."""
     indexes = tmp_path_factory.mktemp("twins")
     out = {"Flat": Recommender.open(real_index, embedder=minilm)}
-    for factory in ("HNSW32", f"IVF{ivf_nlist(REAL_SLICE)},Flat"):
+    # HNSW32,SQfp16: the graph ``--factory auto`` builds (half-precision vectors).
+    for factory in ("HNSW32", "HNSW32,SQfp16", f"IVF{ivf_nlist(REAL_SLICE)},Flat"):
         config = dataclasses.replace(
-            sample_build(indexes, real_catalog, factory.split(",")[0].lower()), factory=factory
+            sample_build(indexes, real_catalog, factory.replace(",", "-").lower()),
+            factory=factory,
         )
         report = build(config, embedder=minilm)
         # Probe half the lists: the default probes all 16 of them, which is exact.
@@ -58,7 +61,7 @@ def test_twins_hold_identical_vectors(twins: dict[str, Recommender]) -> None:
         assert np.array_equal(np.asarray(rec.bundle.vectors), np.asarray(flat.vectors))
 
 
-@pytest.mark.parametrize("factory", ["HNSW32", "IVF"])
+@pytest.mark.parametrize("factory", ["HNSW32", "HNSW32,SQfp16", "IVF"])
 def test_recall_at_10_of_user_queries(twins: dict[str, Recommender], factory: str) -> None:
     approx = next(r for name, r in twins.items() if name.startswith(factory))
     exact = twins["Flat"]
@@ -75,7 +78,7 @@ def test_recall_at_10_of_user_queries(twins: dict[str, Recommender], factory: st
     assert measured >= TARGET_RECALL, f"{factory} recall@10 {measured:.3f}"
 
 
-@pytest.mark.parametrize("factory", ["HNSW32", "IVF"])
+@pytest.mark.parametrize("factory", ["HNSW32", "HNSW32,SQfp16", "IVF"])
 def test_recall_at_10_of_item_queries(twins: dict[str, Recommender], factory: str) -> None:
     approx = next(r for name, r in twins.items() if name.startswith(factory))
     bundle: Bundle = approx.bundle
@@ -84,3 +87,20 @@ def test_recall_at_10_of_item_queries(twins: dict[str, Recommender], factory: st
     _, exact_rows = approx.searcher.exact(queries, K)
     measured = recall(approx_rows.tolist(), exact_rows.tolist())
     assert measured >= TARGET_RECALL, f"{factory} recall@10 {measured:.3f}"
+
+
+def test_half_precision_graph_answers_with_float32_scores(twins: dict[str, Recommender]) -> None:
+    """The graph stores float16 vectors; the exact stage re-scores every answer with the bundle's
+    float32 vectors, so an item's score is the Flat twin's."""
+    half, exact = twins["HNSW32,SQfp16"], twins["Flat"]
+    rng = np.random.default_rng(8)
+    ids = exact.bundle.ids.tolist()
+    compared = 0
+    for _ in range(40):
+        user = [HistoryEvent(str(i), 5.0) for i in rng.choice(ids, 4, replace=False)]
+        want = {item.id: item.score for item in exact.recommend(user, k=K).items}
+        for item in half.recommend(user, k=K).items:
+            if item.id in want:
+                assert abs(item.score - want[item.id]) <= 1e-6, item.id
+                compared += 1
+    assert compared >= 40 * K * 0.9  # nearly every answer is shared (recall above 0.9)

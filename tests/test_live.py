@@ -24,7 +24,8 @@ from indexer.sample import SAMPLE_DIR
 from tests.conftest import movies_slice, sample_build
 
 N_ITEMS = 600
-FACTORIES = ("Flat", "IVF16,Flat", "HNSW16")
+# "HNSW16,SQfp16": the graph `--factory auto` builds (half-precision vectors).
+FACTORIES = ("Flat", "IVF16,Flat", "HNSW16", "HNSW16,SQfp16")
 NEW_TEXT = "Quantum Lighthouse Keepers (2031). Genres: Sci-Fi, Mystery."
 
 

@@ -71,7 +71,7 @@ def test_exact_twin_is_exact(vectors: np.ndarray) -> None:
     assert rows[0].tolist() == brute.tolist()
 
 
-@pytest.fixture(scope="module", params=["Flat", "HNSW32", "IVF16,Flat"])
+@pytest.fixture(scope="module", params=["Flat", "HNSW32", "HNSW32,SQfp16", "IVF16,Flat"])
 def recommender(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Recommender:
