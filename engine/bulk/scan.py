@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import faiss
 import numpy as np
@@ -102,27 +103,36 @@ def masked_top_k(
     masked_columns = rows.column[masked_rows]
     kept = masked_columns >= 0
     masked_queries, masked_columns = masked_queries[kept], masked_columns[kept]
-    starts = range(0, m, QUERY_BLOCK)
-    bounds = np.searchsorted(masked_queries, [*starts, m])
-
-    def run(b: int) -> None:
-        lo, hi = starts[b], min(starts[b] + QUERY_BLOCK, m)
-        faiss.omp_set_num_threads(1)  # this thread's OpenMP setting only
-        _block_top_k(
-            vectors, rows, queries[lo:hi],
+    spans = [(lo, min(lo + QUERY_BLOCK, m)) for lo in range(0, m, QUERY_BLOCK)]
+    bounds = np.searchsorted(masked_queries, [lo for lo, _ in spans] + [m])
+    blocks = [
+        _QueryBlock(
+            queries[lo:hi],
             masked_queries[bounds[b] : bounds[b + 1]] - lo,
             masked_columns[bounds[b] : bounds[b + 1]],
-            scores[lo:hi], found[lo:hi],
-        )  # fmt: skip
-
-    workers = max(1, min(threads or faiss.omp_get_max_threads(), len(starts)))
-    with _blas().limit(limits=1, user_api="blas"):
-        if workers == 1:
-            for b in range(len(starts)):
-                run(b)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="vecrec-scan") as pool:
-                list(pool.map(run, range(len(starts))))
+            TopK(scores[lo:hi], found[lo:hi]),
+        )
+        for b, (lo, hi) in enumerate(spans)
+    ]
+    n = len(rows.order)
+    workers = max(1, min(threads or faiss.omp_get_max_threads(), len(blocks)))
+    with (
+        _blas().limit(limits=1, user_api="blas"),
+        ThreadPoolExecutor(workers, thread_name_prefix="vecrec-scan") as pool,
+    ):
+        # Columns outside, queries inside: each block of rows is gathered once for every query.
+        for start in range(0, n, COLUMN_BLOCK):
+            stop = min(start + COLUMN_BLOCK, n)
+            ids = rows.order[start:stop]
+            chosen = rows.gathered if rows.gathered is not None else _gather(vectors, ids)
+            offer = partial(_offer, chosen=chosen, ids=ids, start=start, whole=n <= COLUMN_BLOCK)
+            if workers == 1:
+                for block in blocks:
+                    offer(block)
+            else:
+                list(pool.map(offer, blocks))
+    for block in blocks:
+        block.heaps.finish()
     return scores, found
 
 
@@ -130,26 +140,23 @@ def _gather(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
 
-def _block_top_k(
-    vectors: np.ndarray,
-    rows: ScanRows,
-    queries: np.ndarray,
-    masked_queries: np.ndarray,
-    masked_columns: np.ndarray,
-    scores: np.ndarray,
-    found: np.ndarray,
+@dataclass(frozen=True)
+class _QueryBlock:
+    """A block of queries (C-contiguous), its masks (block-local query, scan column) and heaps."""
+
+    queries: np.ndarray
+    masked_queries: np.ndarray
+    masked_columns: np.ndarray
+    heaps: TopK
+
+
+def _offer(
+    block: _QueryBlock, *, chosen: np.ndarray, ids: np.ndarray, start: int, whole: bool
 ) -> None:
-    """One block of queries into its rows of ``scores``/``found`` (C-contiguous views)."""
-    heaps = TopK(scores, found)
-    n = len(rows.order)
-    for start in range(0, n, COLUMN_BLOCK):
-        stop = min(start + COLUMN_BLOCK, n)
-        ids = rows.order[start:stop]
-        block_vectors = rows.gathered if rows.gathered is not None else _gather(vectors, ids)
-        block = queries @ block_vectors.T
-        inside = (
-            (masked_columns >= start) & (masked_columns < stop) if n > COLUMN_BLOCK else slice(None)
-        )
-        block[masked_queries[inside], masked_columns[inside] - start] = -np.inf
-        heaps.add(block, ids=ids)
-    heaps.finish()
+    """Offer the scan's columns ``start ..`` (rows ``ids``, vectors ``chosen``) to ``block``."""
+    faiss.omp_set_num_threads(1)  # this thread's OpenMP setting only
+    products = block.queries @ chosen.T
+    mq, mc = block.masked_queries, block.masked_columns
+    inside = slice(None) if whole else (mc >= start) & (mc < start + len(ids))
+    products[mq[inside], mc[inside] - start] = -np.inf
+    block.heaps.add(products, ids=ids)
