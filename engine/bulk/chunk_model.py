@@ -71,21 +71,23 @@ def chunk_recency(history: ChunkHistory, config: UserModelConfig) -> np.ndarray:
 
 
 def _directions(
-    n_users: int, users: np.ndarray, rows: np.ndarray, strength: np.ndarray, vectors: np.ndarray
+    n_groups: int, groups: np.ndarray, rows: np.ndarray, strength: np.ndarray, vectors: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's unit ``strength``-weighted mean of ``vectors[rows]``: ``float32 (n, d)`` and
-    ``bool (n,)`` (False: no events, or a zero mean; that row is zero)."""
+    """Each group's unit ``strength``-weighted mean of ``vectors[rows]`` (a group: one user's
+    likes, or one user's dislikes): ``float32 (g, d)`` and ``bool (g,)`` (False: no events, or a
+    zero mean; that row is zero). ``groups`` ``int64 (e,)`` is non-decreasing."""
     d = vectors.shape[1]
     if len(rows) == 0:
-        return np.zeros((n_users, d), np.float32), np.zeros(n_users, bool)
-    # Built from (data, indices, indptr): users' events are contiguous and in order already, so
-    # nothing is sorted or merged (a repeated item counts each time, as in the per-user sum).
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+        return np.zeros((n_groups, d), np.float32), np.zeros(n_groups, bool)
+    # Built from (data, indices, indptr): each group's events are contiguous and in order
+    # already, so nothing is sorted or merged (a repeated item counts each time, as in the
+    # per-user sum).
+    indptr = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(groups, minlength=n_groups), out=indptr[1:])
     sums = _sparse_dense(indptr, rows, strength.astype(np.float32), vectors)
-    total = np.bincount(users, weights=strength, minlength=n_users)
+    total = np.bincount(groups, weights=strength, minlength=n_groups)
     ok = (total > 0) & np.any(sums != 0, axis=1)
-    mean = np.zeros((n_users, d), dtype=np.float32)
+    mean = np.zeros((n_groups, d), dtype=np.float32)
     mean[ok] = sums[ok] / total[ok, None].astype(np.float32)
     return normalize_rows(mean), ok
 

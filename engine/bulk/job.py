@@ -2,7 +2,8 @@
 
 Memory holds one chunk being read, :data:`ANSWERING` being answered and one being written:
 background threads read the next chunk, answer two at once and write the last answered one as
-a part, in order (Arrow's decoding, Parquet's encoding, BLAS, SciPy's sparse product and FAISS release the GIL).
+a part, in order (Arrow's decoding, Parquet's encoding, BLAS, SciPy's sparse product and FAISS
+release the GIL).
 """
 
 from __future__ import annotations

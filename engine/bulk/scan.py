@@ -91,8 +91,8 @@ def masked_top_k(
     ``vectors`` ``float32 (N, d)``, ``queries`` ``float32 (m, d)``; ``rows`` (from
     :func:`scan_rows` of the same ``vectors``) holds the rows every query may get, and row
     ``masked_rows[i]`` is excluded for query ``masked_queries[i]`` only (both ``int64 (e,)``,
-    ``masked_queries`` non-decreasing). Returns ``(scores, rows)``, ``float32 (m, k)`` and
-    ``int64 (m, k)``, best first; where fewer rows remain the tail is ``-inf`` and ``-1``.
+    ``masked_queries`` non-decreasing). Returns the scores and the rows found, ``float32 (m, k)``
+    and ``int64 (m, k)``, best first; where fewer rows remain the tail is ``-inf`` and ``-1``.
     ``threads``: default FAISS's thread count.
     """
     m = len(queries)
@@ -125,7 +125,7 @@ def masked_top_k(
             stop = min(start + COLUMN_BLOCK, n)
             ids = rows.order[start:stop]
             chosen = rows.gathered if rows.gathered is not None else _gather(vectors, ids)
-            offer = partial(_offer, chosen=chosen, ids=ids, start=start, whole=n <= COLUMN_BLOCK)
+            offer = partial(_offer, chosen=chosen, ids=ids, start=start)
             if workers == 1:
                 for block in blocks:
                     offer(block)
@@ -150,13 +150,11 @@ class _QueryBlock:
     heaps: TopK
 
 
-def _offer(
-    block: _QueryBlock, *, chosen: np.ndarray, ids: np.ndarray, start: int, whole: bool
-) -> None:
+def _offer(block: _QueryBlock, *, chosen: np.ndarray, ids: np.ndarray, start: int) -> None:
     """Offer the scan's columns ``start ..`` (rows ``ids``, vectors ``chosen``) to ``block``."""
     faiss.omp_set_num_threads(1)  # this thread's OpenMP setting only
     products = block.queries @ chosen.T
     mq, mc = block.masked_queries, block.masked_columns
-    inside = slice(None) if whole else (mc >= start) & (mc < start + len(ids))
+    inside = (mc >= start) & (mc < start + len(ids))
     products[mq[inside], mc[inside] - start] = -np.inf
     block.heaps.add(products, ids=ids)
