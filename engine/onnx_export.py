@@ -7,8 +7,8 @@ changed model is exported afresh; files appear by ``os.replace`` of a complete t
 concurrent processes may export at once and a reader never sees half a model.
 
 int8 is ONNX Runtime's dynamic quantisation (weights int8 per output channel, activations
-quantised per batch at run time) with ``reduce_range``: on AVX2 without VNNI the full int8 range
-saturates the u8·s8 products (measured cosine to torch >= 0.94 without, >= 0.98 with).
+quantised per batch at run time) with ``reduce_range`` (7-bit weights), which ONNX Runtime offers
+against saturating u8·s8 products: measured here, cosine to torch >= 0.94 without, >= 0.98 with.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from engine.native_params import innermost
 from engine.recommender import Recommender
 from engine.results import QueryOptions
 
-# ~1.2 ms of one AVX2 core at the ~13 GFLOP/s of FAISS's inner-product kernel here: about what
+# ~1.2 ms of one core at the ~13 GFLOP/s of FAISS's inner-product kernel here: about what
 # the HTTP layer itself spends per request, so a light query at most doubles the event loop's
 # time per request. The MovieLens sample's three interest scans (3 × 9,742 × 384 floats) are
 # light; one scan of a 50k-row Flat is not.
