@@ -87,9 +87,10 @@ def _directions(
     sums = _sparse_dense(indptr, rows, strength.astype(np.float32), vectors)
     total = np.bincount(groups, weights=strength, minlength=n_groups)
     ok = (total > 0) & np.any(sums != 0, axis=1)
-    mean = np.zeros((n_groups, d), dtype=np.float32)
-    mean[ok] = sums[ok] / total[ok, None].astype(np.float32)
-    return normalize_rows(mean), ok
+    # In place: a (g, d) copy less per chunk; rows without a direction become zero.
+    sums /= np.where(ok, total, 1.0).astype(np.float32)[:, None]
+    sums[~ok] = 0.0
+    return normalize_rows(sums), ok
 
 
 def _sparse_dense(
@@ -124,7 +125,8 @@ def chunk_mean_queries(
     disliked = w < 0
     n = history.n_users
     # Likes and dislikes in one product: a user's dislikes are row n + u (rows stay in order).
-    signs = [liked] + ([disliked] if config.dislike_weight > 0 else [])
+    # A chunk without dislikes (most are) has no dislike rows at all.
+    signs = [liked] + ([disliked] if config.dislike_weight > 0 and disliked.any() else [])
     directions, has = _directions(
         n * len(signs),
         np.concatenate([history.users[s] + n * i for i, s in enumerate(signs)]),
@@ -134,7 +136,7 @@ def chunk_mean_queries(
     )
     positive, has_positive = directions[:n], has[:n]
     query = np.float32(config.like_weight) * positive
-    if config.dislike_weight > 0:
+    if len(signs) > 1:
         negative, has_negative = directions[n:], has[n:]
         subtract = has_positive & has_negative
         query[subtract] = query[subtract] + (-config.dislike_weight * negative[subtract])
