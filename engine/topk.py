@@ -40,6 +40,11 @@ class TopK:
             # id_stride 0: every query's scores share the one list of ids
             self._heaps.addn_with_ids(block.shape[1], faiss.swig_ptr(block), faiss.swig_ptr(ids), 0)
 
+    def floors(self) -> np.ndarray:
+        """``float32 (m,)``: each query's k-th score so far, the lowest a row must beat to be kept
+        (``-FLT_MAX`` until its heap is full)."""
+        return self.scores[:, 0].copy()  # a min-heap's root
+
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         self._heaps.reorder()
         self.scores[self.rows < 0] = -np.inf

@@ -3,12 +3,16 @@ the online recommender): queries to float32 rounding, rankings up to near-tied n
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+import engine.bulk.batch as batch_module
+import engine.bulk.prescan as prescan
+import engine.bulk.scan as scan
 from engine import Filter, QueryOptions, Recommender, RerankConfig
 from engine.bulk import BatchRecommender, BulkRequest, UserBatch
 from engine.bulk.chunk_model import ChunkHistory, chunk_mean_queries
@@ -122,13 +126,21 @@ REQUESTS = {
 }
 
 
+@pytest.mark.parametrize("pre", [False, True], ids=["full-scan", "prescan"])
 @pytest.mark.parametrize("name", list(REQUESTS))
-def test_chunk_path_answers_as_the_per_user_path(hash_index: Path, name: str) -> None:
+def test_chunk_path_answers_as_the_per_user_path(
+    hash_index: Path, name: str, pre: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan with and without the bfloat16 pre-scan, whatever this machine would choose.
+    monkeypatch.setattr(prescan, "HEAD_ROWS", 64)
+    monkeypatch.setattr(batch_module, "scan_rows", partial(scan.scan_rows, prescan=pre))
     rec = Recommender.open(hash_index)
     request = REQUESTS[name]
     batch = random_batch([str(i) for i in rec.bundle.ids], 120, seed=7)
     fast = BatchRecommender(rec, request)
     assert fast.chunk_request is not None
+    rows = fast.chunk_request.rows
+    assert (rows.prescan is not None) == (pre and len(rows.order) > 64)
     slow = BatchRecommender(rec, request)
     slow.chunk_request = None  # the per-user pipeline, item for item as online
     got, want = answers(fast, batch), answers(slow, batch)

@@ -38,7 +38,9 @@ def read_blocks(
             parquet = pq.ParquetFile(path, pre_buffer=False)
             missing = [c for c in columns if c not in parquet.schema_arrow.names]
             _require(missing, parquet.schema_arrow.names, path)
-            for record in parquet.iter_batches(batch_size=rows, columns=columns):
+            # One thread: the job's own threads keep the cores busy (6.7 against 7.3 core-ms to
+            # decode 1,024 users of 165 events, and no pool of Arrow's competing with them).
+            for record in parquet.iter_batches(batch_size=rows, columns=columns, use_threads=False):
                 yield pa.Table.from_batches([record])
         elif kind == "csv":
             sep = fmt.delimiter or ("\t" if ".tsv" in [s.lower() for s in path.suffixes] else ",")

@@ -16,6 +16,7 @@ for a bare FAISS search that masks nothing).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -24,11 +25,16 @@ import faiss
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from engine.bulk.prescan import PreScan, plan_prescan
 from engine.topk import TopK
 
 # Queries per block: large enough for an efficient matrix product, small enough for the
 # (queries × rows) scores to stay near the cache (2 MiB per 1,024 rows).
 QUERY_BLOCK = 512
+# With the pre-scan, smaller blocks: the rows a block cannot rule out are the union of its
+# queries' candidates (1,024 MovieLens queries, one core: 40 ms a chunk in blocks of 256 against
+# 45 in blocks of 512, with the pre-scan's first version; 128 and 64 no better).
+PRESCAN_QUERY_BLOCK = 256
 # Rows per product: bounds a block's scores to 32 MiB whatever the catalogue's size.
 COLUMN_BLOCK = 16_384
 
@@ -48,7 +54,9 @@ class ScanRows:
 
     ``order`` ``int64 (a,)``: the allowed rows, those nearest the catalogue's centre first;
     ``column`` ``int64 (N,)``: each row's place in ``order`` (-1: not allowed); ``gathered``
-    ``float32 (a, d)``: ``vectors[order]`` when it fits one product (else gathered per block).
+    ``float32 (a, d)``: ``vectors[order]`` when it fits one product (else gathered per block);
+    ``prescan``: where it pays, the rows that follow the head in bfloat16
+    (:mod:`engine.bulk.prescan`), which lets a block of queries skip the rows none of them ranks.
 
     A heap only does work (a replacement, ~log k steps) for a score above its current k-th; its
     comparisons alone are cheap. Rows near the centre score high for most users, so offering them
@@ -61,10 +69,17 @@ class ScanRows:
     order: np.ndarray
     column: np.ndarray
     gathered: np.ndarray | None
+    prescan: PreScan | None = None
 
 
-def scan_rows(vectors: np.ndarray, allowed: np.ndarray | None) -> ScanRows:
-    """:class:`ScanRows` of ``float32 (N, d)`` ``vectors``, ``allowed`` ``bool (N,)`` (None: all)."""
+def scan_rows(
+    vectors: np.ndarray, allowed: np.ndarray | None, prescan: bool | None = None
+) -> ScanRows:
+    """:class:`ScanRows` of ``float32 (N, d)`` ``vectors``, ``allowed`` ``bool (N,)`` (None: all).
+
+    ``prescan``: None uses the bfloat16 pre-scan where this machine runs it fast enough (measured
+    once, :func:`engine.bulk.prescan.plan_prescan`), True always (where the rows fit one block),
+    False never."""
     rows = np.arange(len(vectors)) if allowed is None else np.flatnonzero(allowed)
     if len(rows):
         chosen = np.asarray(vectors if allowed is None else vectors[rows], dtype=np.float32)
@@ -74,7 +89,8 @@ def scan_rows(vectors: np.ndarray, allowed: np.ndarray | None) -> ScanRows:
     column = np.full(len(vectors), -1, dtype=np.int64)
     column[order] = np.arange(len(order))
     gathered = _gather(vectors, order) if len(order) <= COLUMN_BLOCK else None
-    return ScanRows(order, column, gathered)
+    planned = None if gathered is None else plan_prescan(gathered, prescan)
+    return ScanRows(order, column, gathered, planned)
 
 
 def masked_top_k(
@@ -103,7 +119,10 @@ def masked_top_k(
     masked_columns = rows.column[masked_rows]
     kept = masked_columns >= 0
     masked_queries, masked_columns = masked_queries[kept], masked_columns[kept]
-    spans = [(lo, min(lo + QUERY_BLOCK, m)) for lo in range(0, m, QUERY_BLOCK)]
+    # The head must leave each heap full for its floors to mean anything.
+    pruned = rows.prescan is not None and 2 * k <= rows.prescan.head
+    size = PRESCAN_QUERY_BLOCK if pruned else QUERY_BLOCK
+    spans = [(lo, min(lo + size, m)) for lo in range(0, m, size)]
     bounds = np.searchsorted(masked_queries, [lo for lo, _ in spans] + [m])
     blocks = [
         _QueryBlock(
@@ -120,17 +139,23 @@ def masked_top_k(
         _blas().limit(limits=1, user_api="blas"),
         ThreadPoolExecutor(workers, thread_name_prefix="vecrec-scan") as pool,
     ):
+
+        def each(offer: Callable[[_QueryBlock], None]) -> None:
+            if workers == 1:  # on the calling thread: no hand-over, its own thread settings
+                for block in blocks:
+                    offer(block)
+            else:
+                list(pool.map(offer, blocks))
+
+        if pruned:
+            each(partial(_offer_pruned, rows=rows))
+            n = 0  # every row offered or provably skipped
         # Columns outside, queries inside: each block of rows is gathered once for every query.
         for start in range(0, n, COLUMN_BLOCK):
             stop = min(start + COLUMN_BLOCK, n)
             ids = rows.order[start:stop]
             chosen = rows.gathered if rows.gathered is not None else _gather(vectors, ids)
-            offer = partial(_offer, chosen=chosen, ids=ids, start=start)
-            if workers == 1:
-                for block in blocks:
-                    offer(block)
-            else:
-                list(pool.map(offer, blocks))
+            each(partial(_offer, chosen=chosen, ids=ids, start=start))
     for block in blocks:
         block.heaps.finish()
     return scores, found
@@ -150,11 +175,40 @@ class _QueryBlock:
     heaps: TopK
 
 
-def _offer(block: _QueryBlock, *, chosen: np.ndarray, ids: np.ndarray, start: int) -> None:
-    """Offer the scan's columns ``start ..`` (rows ``ids``, vectors ``chosen``) to ``block``."""
+def _offer(
+    block: _QueryBlock,
+    *,
+    chosen: np.ndarray,
+    ids: np.ndarray,
+    start: int,
+    columns: np.ndarray | None = None,
+) -> None:
+    """Offer the scan's columns ``start ..`` (rows ``ids``, vectors ``chosen``) to ``block``, or
+    its ``columns`` (ascending) when given."""
     faiss.omp_set_num_threads(1)  # this thread's OpenMP setting only
     products = block.queries @ chosen.T
     mq, mc = block.masked_queries, block.masked_columns
-    inside = (mc >= start) & (mc < start + len(ids))
-    products[mq[inside], mc[inside] - start] = -np.inf
+    if columns is None:
+        inside = (mc >= start) & (mc < start + len(ids))
+        products[mq[inside], mc[inside] - start] = -np.inf
+    elif len(columns):
+        # Each scan column's place among ``columns`` (-1: not offered), one lookup per mask.
+        place = np.full(int(columns[-1]) + 1, -1, dtype=np.int64)
+        place[columns] = np.arange(len(columns))
+        found = place[np.minimum(mc, len(place) - 1)]
+        inside = (found >= 0) & (mc < len(place))
+        products[mq[inside], found[inside]] = -np.inf
     block.heaps.add(products, ids=ids)
+
+
+def _offer_pruned(block: _QueryBlock, *, rows: ScanRows) -> None:
+    """Every row that may reach ``block``'s answers: the head exactly, then the rows the
+    bfloat16 pre-scan cannot rule out against the floors the head set (module docstring of
+    :mod:`engine.bulk.prescan`)."""
+    assert rows.gathered is not None and rows.prescan is not None
+    head = rows.prescan.head
+    _offer(block, chosen=rows.gathered[:head], ids=rows.order[:head], start=0)
+    columns = head + rows.prescan.candidates(block.queries, block.heaps.floors())
+    if len(columns):
+        chosen = rows.gathered[columns]
+        _offer(block, chosen=chosen, ids=rows.order[columns], start=0, columns=columns)
