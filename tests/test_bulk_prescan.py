@@ -10,7 +10,7 @@ import pytest
 
 import engine.bulk.prescan as prescan
 import engine.bulk.scan as scan
-from tests.test_bulk_scan import reference
+from tests.test_bulk_scan import as_arrays, masked_case, reference
 
 
 def with_prescan(vectors: np.ndarray, allowed: np.ndarray | None, head: int) -> scan.ScanRows:
@@ -45,14 +45,8 @@ def test_every_row_that_may_beat_a_floor_is_kept(unit: bool) -> None:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_skipping_scan_equals_brute_force(threads: int) -> None:
-    rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(900, 16)).astype(np.float32)
-    queries = rng.normal(size=(70, 16)).astype(np.float32)
-    allowed = rng.random(900) < 0.8
-    pairs = sorted({(int(q), int(r)) for q, r in zip(rng.integers(0, 70, 2000),
-                                                       rng.integers(0, 900, 2000), strict=True)})  # fmt: skip
-    masked_q = np.array([q for q, _ in pairs], dtype=np.int64)
-    masked_r = np.array([r for _, r in pairs], dtype=np.int64)
+    vectors, queries, allowed, pairs = masked_case(900, 70, 2000)
+    masked_q, masked_r = as_arrays(pairs)
     k = 12
     scores, rows = scan.masked_top_k(
         vectors, queries, k, with_prescan(vectors, allowed, 40), masked_q, masked_r, threads

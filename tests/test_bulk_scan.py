@@ -27,6 +27,27 @@ def reference(
     return out
 
 
+def masked_case(
+    n_rows: int, n_queries: int, n_masks: int, seed: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Random ``vectors (n_rows, 16)``, ``queries``, ``allowed`` (80 %) and sorted masked pairs."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n_rows, 16)).astype(np.float32)
+    queries = rng.normal(size=(n_queries, 16)).astype(np.float32)
+    allowed = rng.random(n_rows) < 0.8
+    pairs = sorted({(int(q), int(r)) for q, r in zip(rng.integers(0, n_queries, n_masks),
+                                                       rng.integers(0, n_rows, n_masks), strict=True)})  # fmt: skip
+    return vectors, queries, allowed, pairs
+
+
+def as_arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Masked queries and rows, ``int64 (e,)`` each."""
+    return (
+        np.array([q for q, _ in pairs], dtype=np.int64),
+        np.array([r for _, r in pairs], dtype=np.int64),
+    )
+
+
 @pytest.mark.parametrize(
     "query_block, column_block, threads",
     [(512, 16_384, 2), (7, 50, 2), (7, 50, 1), (300, 64, 3)],
@@ -37,17 +58,11 @@ def test_masked_top_k_equals_brute_force(
 ) -> None:
     monkeypatch.setattr(scan, "QUERY_BLOCK", query_block)
     monkeypatch.setattr(scan, "COLUMN_BLOCK", column_block)
-    rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(230, 16)).astype(np.float32)
-    queries = rng.normal(size=(40, 16)).astype(np.float32)
-    allowed = rng.random(230) < 0.8
-    pairs = sorted({(int(q), int(r)) for q, r in zip(rng.integers(0, 40, 900),
-                                                       rng.integers(0, 230, 900), strict=True)})  # fmt: skip
+    vectors, queries, allowed, pairs = masked_case(230, 40, 900)
     # Query 5 may see only 3 rows: its list is padded.
     pairs += [(5, r) for r in range(230) if (5, r) not in set(pairs)][:-3]
     pairs.sort()
-    masked_q = np.array([q for q, _ in pairs], dtype=np.int64)
-    masked_r = np.array([r for _, r in pairs], dtype=np.int64)
+    masked_q, masked_r = as_arrays(pairs)
     k = 25
     scores, rows = scan.masked_top_k(
         vectors, queries, k, scan.scan_rows(vectors, allowed), masked_q, masked_r, threads
