@@ -13,7 +13,7 @@ Phases, each in a fresh child process so its peak resident memory is its own:
 * ``resume`` (``--resume-check``): ``vecrec bulk`` killed by SIGKILL halfway, rerun with
   ``--resume``; the parts must equal the uninterrupted run's and at most one part be redone.
 
-Usage: ``python bench/bulk.py --users 100000 [--strategy mean] [--k 100] [--ray] [--resume-check] [--per-user]``
+Usage: ``python bench/bulk.py --users 100000 [--strategy mean] [--mode content] [--k 100] [--ray] [--resume-check] [--per-user]``
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _request(strategy: str, k: int) -> Any:
+def _request(strategy: str, k: int, mode: str | None) -> Any:
     from engine import QueryOptions
     from engine.bulk import BulkRequest
 
-    return BulkRequest(k=k, options=QueryOptions(strategy=strategy))
+    return BulkRequest(k=k, options=QueryOptions(strategy=strategy, mode=mode))
 
 
 def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
@@ -91,7 +91,7 @@ def _bulk(args: dict[str, Any], out: mp.Queue) -> None:
             rec,
             UsersSpec(Path(args["users_path"])),
             Path(args["out"]),
-            _request(args["strategy"], args["k"]),
+            _request(args["strategy"], args["k"], args["mode"]),
             chunk_size=args["chunk"],
         )
         seconds = time.perf_counter() - start
@@ -134,7 +134,7 @@ def _ray(args: dict[str, Any], out: mp.Queue) -> None:
         Path(args["index"]),
         UsersSpec(Path(args["users_path"])),
         Path(args["ray_out"]),
-        _request(args["strategy"], args["k"]),
+        _request(args["strategy"], args["k"], args["mode"]),
         chunk_size=args["chunk"],
         workers=args["workers"],
     )
@@ -185,7 +185,7 @@ def resume_check(args: dict[str, Any]) -> dict[str, Any]:
         sys.executable, "-m", "api.cli", "bulk", "--index", args["index"], "--users",
         args["users_path"], "--out", str(out), "-k", str(args["k"]), "--strategy", args["strategy"],
         "--chunk-size", str(args["chunk"]), "--quiet", "--json",
-    ]  # fmt: skip
+    ] + (["--mode", args["mode"]] if args["mode"] else [])  # fmt: skip
     parts = -(-args["n_users"] // args["chunk"])
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
     while len(list(out.glob("part-*.parquet"))) < parts // 2:
@@ -221,7 +221,7 @@ def online_check(args: dict[str, Any], n: int) -> dict[str, Any]:
     from tests.test_bulk import assert_same_answers
 
     rec = Recommender.open(args["index"])
-    options = QueryOptions(strategy=args["strategy"])
+    options = QueryOptions(strategy=args["strategy"], mode=args["mode"])
     parts = sorted(Path(args["out"]).glob("part-*.parquet"))
     every = max(1, len(parts) // 10)
     per_part = max(1, n // 10)
@@ -251,6 +251,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--users-file", default=None, help="reuse a synthetic users file")
     parser.add_argument("--strategy", default="mean")
+    parser.add_argument(
+        "--mode",
+        default="content",
+        help="signals, as POST /recommend's mode (default content: the text vectors the bare "
+        "search uses; 'auto' leaves it to the index, hybrid on one with CF vectors)",
+    )
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--scratch", default=None, help="work directory (default: a temp dir)")
@@ -284,6 +290,7 @@ def main() -> None:
         print(f"generated {a.users:,d} users in {time.perf_counter() - start:.0f} s", flush=True)
     args = {
         "index": a.index, "users_path": str(users), "n_users": a.users, "strategy": a.strategy,
+        "mode": None if a.mode == "auto" else a.mode,
         "k": a.k, "chunk": a.chunk_size, "out": str(scratch / "out"),
         "ray_out": str(scratch / "ray-out"), "vectors": str(scratch / "queries.f32"),
         "workers": a.workers, "scratch": str(scratch),
@@ -291,7 +298,7 @@ def main() -> None:
     for name in ("out", "ray_out"):
         shutil.rmtree(args[name], ignore_errors=True)
     shutil.rmtree(scratch / "killed", ignore_errors=True)
-    result: dict[str, Any] = {"users": a.users, "strategy": a.strategy, "k": a.k}
+    result: dict[str, Any] = {"users": a.users, "strategy": a.strategy, "mode": a.mode, "k": a.k}
     ratios: list[float] = []
     pairs: list[list[float]] = []  # seconds of (bulk, bare), pair by pair
     for _ in range(a.repeat):

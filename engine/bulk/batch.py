@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import hybrid
 from engine.ann import EXACT_SCAN_MAX_ROWS, Searcher, is_exact
 from engine.bulk.batches import UserBatch
 from engine.bulk.chunk_model import ChunkHistory
@@ -37,6 +38,7 @@ from engine.bulk.prefetch import (
 from engine.bulk.scan import scan_rows
 from engine.errors import InvalidArgument
 from engine.explain import explain
+from engine.extras import parts_of
 from engine.filters import Filter
 from engine.recommender import Recommender
 from engine.results import QueryOptions
@@ -127,6 +129,14 @@ class BatchRecommender:
             self.shared_eligible <= EXACT_SCAN_MAX_ROWS
         )
         options = request.options
+        # A fused request (hybrid, the default on a bundle with collaborative vectors;
+        # collaborative; explicit fusion weights) ranks by several signals: each user then goes
+        # through the online recommender itself, which answers it. Raises on a mode the bundle
+        # cannot serve before any user is read.
+        mode = hybrid.resolve_mode(options.mode, parts_of(bundle))
+        self.fused = any(
+            hybrid.recommend_weights(mode, options.fusion, has) is not None for has in (True, False)
+        )
         # The request most jobs make is answered for the whole chunk at once (engine/bulk/fast.py).
         self.chunk_request = (
             ChunkRequest(
@@ -136,6 +146,7 @@ class BatchRecommender:
                 self.model,
             )
             if self.batched
+            and not self.fused
             and options.strategy == "mean"
             and not options.explain
             and not options.rerank.needs_pool
@@ -167,6 +178,16 @@ class BatchRecommender:
         score_col: list[np.ndarray] = []
         explain_col: list[str] = []
         rest = list(range(len(batch)))
+        if self.fused:
+            for u in rest:
+                rows, scores, reasons, popular = self._online(batch, u)
+                stats.popular += popular
+                user_col.append(np.full(len(rows), u, dtype=np.int64))
+                rank_col.append(np.arange(1, len(rows) + 1, dtype=np.int32))
+                row_col.append(rows)
+                score_col.append(scores)
+                explain_col.extend(reasons)
+            rest = []
         if self.chunk_request is not None:
             history = ChunkHistory.from_offsets(
                 batch.offsets, rows_all, batch.weights, batch.timestamps
@@ -261,9 +282,9 @@ class BatchRecommender:
             )
         stats.fallbacks += searcher.fallbacks
         if ranked is None:
-            stats.popular += 1
-            rows, scores = self._online(batch, u)
-            return rows, scores, ["[]"] * len(rows) if options.explain else []
+            rows, scores, reasons, popular = self._online(batch, u)
+            stats.popular += popular
+            return rows, scores, reasons
         reasons = []
         if options.explain:
             why = explain(
@@ -290,8 +311,9 @@ class BatchRecommender:
             start += m
         return out
 
-    def _online(self, batch: UserBatch, u: int) -> tuple[np.ndarray, np.ndarray]:
-        """User ``u`` through :meth:`Recommender.recommend` (the popularity fallback)."""
+    def _online(self, batch: UserBatch, u: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+        """User ``u`` through :meth:`Recommender.recommend`: rows, scores, explanations (with
+        ``explain``) and 1 where it was the popularity fallback."""
         request = self.request
         results = self.rec.recommend(
             batch.history(u),
@@ -304,7 +326,13 @@ class BatchRecommender:
             options=request.options,
         )
         rows = np.asarray([self.rec.bundle.row_of[i.id] for i in results.items], dtype=np.int64)
-        return rows, np.asarray([i.score for i in results.items], dtype=np.float32)
+        scores = np.asarray([i.score for i in results.items], dtype=np.float32)
+        reasons = (
+            [json.dumps([asdict(r) for r in i.reasons], ensure_ascii=False) for i in results.items]
+            if request.options.explain
+            else []
+        )
+        return rows, scores, reasons, int(results.source == "popularity")
 
     def _table(
         self,
