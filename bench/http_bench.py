@@ -6,8 +6,9 @@ Both services run at once under real uvicorn on loopback, with the same number o
 are measured in paired rounds (one service right after the other); the baseline
 (bench/bare_app.py) does the same FAISS call with nothing around it. For each endpoint and each concurrency (1, 8, 32 clients, each sending its next request when the
 last is answered), a bounded number of requests gives throughput and p50/p99 latency. Requests
-are real MovieLens users (5-30 ratings, strategy ``mean`` so vecrec makes the baseline's one
-search) and short search texts. Resident memory of each worker process is read at the end
+are real MovieLens users (5-30 ratings, strategy ``mean`` and mode ``content`` so vecrec makes
+the baseline's one search) and short search texts (mode ``content``: dense only, as the
+baseline). Resident memory of each worker process is read at the end
 (psutil, ``.[bench]`` extra).
 """
 
@@ -134,12 +135,16 @@ def bodies(
     name: str, path: str, histories: list[Any], clients: int, round_: int, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     if path == "/recommend":
-        extra = {"strategy": "mean"} if name == "vecrec" else {}
+        # The content signal alone: on a bundle with collaborative vectors the default is hybrid,
+        # which searches twice and fuses; the baseline searches once.
+        extra = {"strategy": "mean", "mode": "content"} if name == "vecrec" else {}
         return [{"history": h, "k": 10, **extra} for h in histories]
     # Texts new to every run: vecrec caches query embeddings, and a repeat would measure its
     # cache, not its search.
+    # Dense search alone (with a BM25 index the default fuses both); the baseline's is dense.
+    mode = {"mode": "content"} if name == "vecrec" else {}
     return [
-        {"text": f"{TEXTS[i % len(TEXTS)]} {name[0]}{clients}-{round_}-{i}", "k": 10}
+        {"text": f"{TEXTS[i % len(TEXTS)]} {name[0]}{clients}-{round_}-{i}", "k": 10, **mode}
         for i in range(args.search_requests)
     ]
 
