@@ -178,16 +178,6 @@ class BatchRecommender:
         score_col: list[np.ndarray] = []
         explain_col: list[str] = []
         rest = list(range(len(batch)))
-        if self.fused:
-            for u in rest:
-                rows, scores, reasons, popular = self._online(batch, u)
-                stats.popular += popular
-                user_col.append(np.full(len(rows), u, dtype=np.int64))
-                rank_col.append(np.arange(1, len(rows) + 1, dtype=np.int32))
-                row_col.append(rows)
-                score_col.append(scores)
-                explain_col.extend(reasons)
-            rest = []
         if self.chunk_request is not None:
             history = ChunkHistory.from_offsets(
                 batch.offsets, rows_all, batch.weights, batch.timestamps
@@ -199,10 +189,16 @@ class BatchRecommender:
             rank_col.append(_ranks(fast.users))
             row_col.append(fast.rows)
             score_col.append(fast.scores)
-        users = [self._prepare(batch, u, rows_all) for u in rest]
-        prefetched = self._prefetch(users)
-        for u, user, block in zip(rest, users, prefetched, strict=True):
-            rows, scores, reasons = self._answer(batch, u, user, block, stats)
+        if self.fused:  # nothing batched: no signal or plan to prepare
+            answered = (self._online(batch, u, stats) for u in rest)
+        else:
+            users = [self._prepare(batch, u, rows_all) for u in rest]
+            prefetched = self._prefetch(users)
+            answered = (
+                self._answer(batch, u, user, block, stats)
+                for u, user, block in zip(rest, users, prefetched, strict=True)
+            )
+        for u, (rows, scores, reasons) in zip(rest, answered, strict=True):
             n = len(rows)
             user_col.append(np.full(n, u, dtype=np.int64))
             rank_col.append(np.arange(1, n + 1, dtype=np.int32))
@@ -282,9 +278,7 @@ class BatchRecommender:
             )
         stats.fallbacks += searcher.fallbacks
         if ranked is None:
-            rows, scores, reasons, popular = self._online(batch, u)
-            stats.popular += popular
-            return rows, scores, reasons
+            return self._online(batch, u, stats)
         reasons = []
         if options.explain:
             why = explain(
@@ -311,9 +305,11 @@ class BatchRecommender:
             start += m
         return out
 
-    def _online(self, batch: UserBatch, u: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
-        """User ``u`` through :meth:`Recommender.recommend`: rows, scores, explanations (with
-        ``explain``) and 1 where it was the popularity fallback."""
+    def _online(
+        self, batch: UserBatch, u: int, stats: ChunkStats
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """User ``u`` through :meth:`Recommender.recommend`: rows, scores and explanations (with
+        ``explain``); ``stats`` counts the popularity fallback."""
         request = self.request
         results = self.rec.recommend(
             batch.history(u),
@@ -332,7 +328,8 @@ class BatchRecommender:
             if request.options.explain
             else []
         )
-        return rows, scores, reasons, int(results.source == "popularity")
+        stats.popular += results.source == "popularity"
+        return rows, scores, reasons
 
     def _table(
         self,

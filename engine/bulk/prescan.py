@@ -88,13 +88,11 @@ class PreScan:
         so far (``-FLT_MAX`` where its heap is not full: every row is kept)."""
         import torch
 
-        m, d = queries.shape
+        d = queries.shape[1]
         norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
         floor = np.maximum(np.asarray(floors, dtype=np.float64), -1e30)
         threshold = floor - margins(norms, self.row_norm, floor, d)
-        extended = torch.zeros((m, self.rows.shape[1]), dtype=torch.bfloat16)
-        extended[:, :d] = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-        extended[:, d] = torch.from_numpy((-threshold).astype(np.float32))
+        extended = _widened(queries, self.rows.shape[1], (-threshold).astype(np.float32))
         # On the calling thread only: the bulk job's threads are its parallelism, and OpenMP's
         # thread count is each thread's own (torch.set_num_threads would also change MKL's for
         # the whole process).
@@ -119,14 +117,10 @@ def plan_prescan(
     head = HEAD_ROWS if head is None else head
     if enable is False or len(gathered) <= head:
         return None
-    import torch
 
     rest = np.ascontiguousarray(gathered[head:], dtype=np.float32)
     n, d = rest.shape
-    width = -(-(d + 1) // _ALIGN) * _ALIGN
-    rows = torch.zeros((n, width), dtype=torch.bfloat16)
-    rows[:, :d] = torch.from_numpy(rest)
-    rows[:, d] = 1.0
+    rows = _widened(rest, -(-(d + 1) // _ALIGN) * _ALIGN, np.ones(n, np.float32))
     norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", rest, rest, dtype=np.float64))))
     prescan = PreScan(head, rows, norm)
     if enable is True:
@@ -134,13 +128,21 @@ def plan_prescan(
     return prescan if _pays(gathered, prescan) else None
 
 
-def _pays(gathered: np.ndarray, prescan: PreScan) -> bool:
+def _widened(vectors: np.ndarray, width: int, last: np.ndarray) -> torch.Tensor:
+    """``bfloat16 (n, width)``: ``float32 (n, d)`` ``vectors``, then ``last`` ``(n,)``, then zeros."""
     import torch
 
+    n, d = vectors.shape
+    out = torch.zeros((n, width), dtype=torch.bfloat16)
+    out[:, :d] = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    out[:, d] = torch.from_numpy(np.ascontiguousarray(last, dtype=np.float32))
+    return out
+
+
+def _pays(gathered: np.ndarray, prescan: PreScan) -> bool:
     sample = np.ascontiguousarray(gathered[:: max(1, len(gathered) // 256)][:256])
     rest = gathered[prescan.head :]
-    half = torch.zeros((len(sample), prescan.rows.shape[1]), dtype=torch.bfloat16)
-    half[:, : sample.shape[1]] = torch.from_numpy(sample)
+    half = _widened(sample, prescan.rows.shape[1], np.zeros(len(sample), np.float32))
     with prescan.libraries.limit(limits=1, user_api=None):
         exact = sample @ rest.T
         # Floors as a head leaves them: each query's 10th best score.

@@ -147,15 +147,14 @@ def masked_top_k(
             else:
                 list(pool.map(offer, blocks))
 
-        if pruned:
+        if pruned:  # every row offered or provably skipped
             each(partial(_offer_pruned, rows=rows))
-            n = 0  # every row offered or provably skipped
-        # Columns outside, queries inside: each block of rows is gathered once for every query.
-        for start in range(0, n, COLUMN_BLOCK):
-            stop = min(start + COLUMN_BLOCK, n)
-            ids = rows.order[start:stop]
-            chosen = rows.gathered if rows.gathered is not None else _gather(vectors, ids)
-            each(partial(_offer, chosen=chosen, ids=ids, start=start))
+        else:  # columns outside, queries inside: each block of rows gathered once for all queries
+            for start in range(0, n, COLUMN_BLOCK):
+                stop = min(start + COLUMN_BLOCK, n)
+                ids = rows.order[start:stop]
+                chosen = rows.gathered if rows.gathered is not None else _gather(vectors, ids)
+                each(partial(_offer, chosen=chosen, ids=ids, start=start))
     for block in blocks:
         block.heaps.finish()
     return scores, found
