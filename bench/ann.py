@@ -18,8 +18,11 @@ Every library builds an HNSW graph with M=32 links and efConstruction=80, and it
 and one batch of all queries on all cores, every contender in alternating rounds (best of
 :data:`ROUNDS`). FAISS runs twice: ``HNSW32`` (float32 vectors, what a bare FAISS user writes) and
 vecrec's own choice (:func:`indexer.index_choice.hnsw_factory`, half-precision vectors), on
-which vecrec's Searcher runs. Ratios are against bare FAISS ``HNSW32`` measured in the same run;
-the closing lines compare vecrec with bare FAISS on the same index and with hnswlib.
+which vecrec's Searcher runs. vecrec's Searcher also runs on its hnswlib index type
+(:func:`indexer.index_choice.hnswlib_factory`, built by vecrec, memory on huge pages), the other
+graph the autotuner measures; bare hnswlib runs as its users run it. Ratios are against bare
+FAISS ``HNSW32`` measured in the same run; the closing lines compare vecrec with bare FAISS on the
+same index and each vecrec graph with hnswlib.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from engine.ann import Searcher  # noqa: E402
 from engine.embed_cache import CachedEmbedder, EmbeddingCache  # noqa: E402
 from engine.embedder import load_embedder, normalize_rows  # noqa: E402
 from indexer.faiss_build import apply_search_params, build_faiss_index  # noqa: E402
-from indexer.index_choice import hnsw_factory  # noqa: E402
+from indexer.index_choice import hnsw_factory, hnswlib_factory  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 M, EF_CONSTRUCTION = 32, 80
@@ -229,6 +232,34 @@ def run_faiss(
     return out
 
 
+def run_vecrec_hnswlib(
+    base: np.ndarray, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
+) -> Contender:
+    """vecrec's Searcher on vecrec's hnswlib index type, breadth swept like the others'."""
+    faiss.omp_set_num_threads(threads)
+    start = time.perf_counter()
+    index = build_faiss_index(base, hnswlib_factory())
+    built = time.perf_counter() - start
+    size = file_bytes(index.write)
+    searcher = Searcher(index, base)
+    ef, got = tune(
+        f"vecrec {hnswlib_factory()}",
+        lambda e: apply_search_params(index, {"efSearch": e}),
+        lambda q, k: searcher.search(q, k)[1],
+        queries,
+        truth,
+        target,
+    )
+    apply_search_params(index, {"efSearch": ef})
+    searcher = Searcher(index, base, {"efSearch": ef})
+
+    def vecrec(q: np.ndarray, k: int) -> np.ndarray:
+        return searcher.search(q, k)[1]
+
+    row = {"build s": built, "bytes": size, "ef": ef, "recall": got}
+    return Contender(row, vecrec, vecrec)
+
+
 def run_hnswlib(
     base: np.ndarray, queries: np.ndarray, truth: np.ndarray, target: float, threads: int
 ) -> Contender:
@@ -303,6 +334,9 @@ def main() -> None:
             base, queries, truth, args.target, args.threads, chosen, with_vecrec=True
         )
         if "hnswlib" not in skip:
+            contenders[f"vecrec Searcher {hnswlib_factory()}"] = run_vecrec_hnswlib(
+                base, queries, truth, args.target, args.threads
+            )
             contenders["hnswlib"] = run_hnswlib(base, queries, truth, args.target, args.threads)
         if "usearch" not in skip:
             found = run_usearch(base, queries, truth, args.target, args.threads)
@@ -337,10 +371,12 @@ def main() -> None:
         )
         if "hnswlib" in rows:
             h = rows["hnswlib"]
-            print(
-                f"vecrec / hnswlib: single {v['qps single'] / h['qps single']:.2f}, "
-                f"batch {v['qps batch'] / h['qps batch']:.2f}"
-            )
+            for factory in (chosen, hnswlib_factory()):
+                v = rows[f"vecrec Searcher {factory}"]
+                print(
+                    f"vecrec {factory} / hnswlib: single {v['qps single'] / h['qps single']:.2f}, "
+                    f"batch {v['qps batch'] / h['qps batch']:.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ import faiss
 import numpy as np
 
 from engine.gpu import GpuTwin
-from engine.native_params import carries, ivf_nlist, own_search_params
+from engine.hnswlib_index import HnswlibIndex
+from engine.native_params import carries, innermost, ivf_nlist, own_search_params
 from engine.search_params import check_search_params
-from engine.topk import top_k
+from engine.topk import empty_answer, top_k
 
 # Scanning 20k rows of 384 floats is ~8 MFLOP per query, well under a millisecond on one core.
 EXACT_SCAN_MAX_ROWS = 20_000
@@ -40,10 +41,6 @@ EXACT_SCAN_MAX_ROWS = 20_000
 GATHER_BELOW_FRACTION = 4
 # FAISS's own threshold (distance_compute_blas_threshold) for switching to a BLAS product.
 BLAS_FROM_QUERIES = 20
-
-
-def _empty(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((m, k), -np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
 
 
 def selector_from_mask(mask: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -84,7 +81,7 @@ def search_parameters(
 
 def is_exact(index: Any) -> bool:
     """True when ``index`` stores full vectors and scans them all (Flat)."""
-    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+    return isinstance(innermost(index), faiss.IndexFlat)
 
 
 class Searcher:
@@ -158,7 +155,7 @@ class Searcher:
         allowed = self._restrict(allowed)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         m, n = queries.shape[0], len(self.vectors)
-        scores, found = _empty(m, k)
+        scores, found = empty_answer(m, k)
         rows = None
         if allowed is not None and np.count_nonzero(allowed) * GATHER_BELOW_FRACTION < n:
             rows = np.flatnonzero(allowed)
@@ -202,7 +199,7 @@ class Searcher:
         m = queries.shape[0]
         eligible = self.size if allowed is None else int(np.count_nonzero(allowed))
         if eligible == 0 or k <= 0:
-            return _empty(m, max(k, 0))
+            return empty_answer(m, max(k, 0))
         # Tombstones alone do not make a search selective (a few % of rows are out): only a
         # caller's filter or exclusion sends a small eligible set to the exact scan.
         if self._exact_index or (filtered and eligible <= EXACT_SCAN_MAX_ROWS):
@@ -235,8 +232,11 @@ class Searcher:
         allowed: np.ndarray | None,
         params: Mapping[str, int] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The FAISS index's top-``k`` among the indexed rows that ``allowed`` admits."""
+        """The index's top-``k`` among the indexed rows that ``allowed`` admits."""
         indexed = None if allowed is None else allowed[: self.indexed_rows]
+        if isinstance(self.index, HnswlibIndex):
+            ef = self.parameters(params).get("efSearch")
+            return self.index.search(queries, k, ef=ef, allowed=indexed)
         selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
         overrides = self.parameters(params)
         search_params: Any = None

@@ -36,6 +36,7 @@ import pandas as pd
 
 from engine.errors import BundleCorrupt, BundleNotFound
 from engine.fsutil import fsync_dir, fsync_file, sha256_file
+from engine.hnswlib_index import DEFAULT_EF_SEARCH, HnswlibIndex, is_hnswlib_factory
 from engine.manifest import (
     INDEX_FILE,
     ITEMS_FILE,
@@ -114,15 +115,19 @@ def remove_stale_temporaries(root: Path) -> list[str]:
     return removed
 
 
-def read_index(path: Path, *, mmap: bool) -> Any:
+def read_index(path: Path, *, mmap: bool, manifest: Manifest | None = None) -> Any:
     """The FAISS index at ``path``; with ``mmap``, its vectors and codes stay in the file's pages.
 
     Mapped, the codes are shared through the page cache by every process serving the bundle
     (uvicorn workers): a worker no longer holds its own copy (15 MiB for the sample's Flat index,
     1.5 GiB for 1M vectors in HNSW32). A mapped index is read-only: FAISS aborts the process on
     an ``add`` or ``reset``, so whatever changes an index works on :func:`owned_index`. Index
-    types FAISS cannot map are read whole.
+    types FAISS cannot map are read whole, and so is an hnswlib index (``manifest`` says which
+    kind the file holds; without one it is FAISS's).
     """
+    if manifest is not None and is_hnswlib_factory(manifest.index.factory):
+        ef = manifest.index.search_params.get("efSearch", DEFAULT_EF_SEARCH)
+        return HnswlibIndex.read(path, manifest.model.dimension, int(ef))
     if mmap:
         try:
             return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
@@ -133,7 +138,7 @@ def read_index(path: Path, *, mmap: bool) -> Any:
 
 def owned_index(bundle: Bundle) -> Any:
     """A private, writable copy of ``bundle``'s index, read from its file."""
-    return read_index(bundle.path / INDEX_FILE, mmap=False)
+    return read_index(bundle.path / INDEX_FILE, mmap=False, manifest=bundle.manifest)
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,10 @@ def write_bundle(root: str | Path, content: BundleContent, *, make_current: bool
     tmp = root / f"{TMP_PREFIX}{version}-{os.getpid()}"
     tmp.mkdir()
     try:
-        faiss.write_index(content.index, str(tmp / INDEX_FILE))
+        if isinstance(content.index, HnswlibIndex):
+            content.index.write(tmp / INDEX_FILE)
+        else:
+            faiss.write_index(content.index, str(tmp / INDEX_FILE))
         np.save(tmp / VECTORS_FILE, np.ascontiguousarray(content.vectors, dtype=np.float32))
         content.items.to_parquet(tmp / ITEMS_FILE, index=False)
         files = {}
@@ -292,7 +300,7 @@ class Bundle:
         if verify:
             verify_files(directory, manifest)
         try:
-            index = read_index(directory / INDEX_FILE, mmap=mmap)
+            index = read_index(directory / INDEX_FILE, mmap=mmap, manifest=manifest)
             vectors = np.load(directory / VECTORS_FILE, mmap_mode="r" if mmap else None)
             # Still mapped, but a plain ndarray: every np.memmap slice runs Python-level
             # __getitem__/__array_finalize__ hooks, ~9 % of a /recommend's server time.

@@ -135,10 +135,14 @@ def gpu_twin(index: Any) -> GpuTwin | None:
     """
     import faiss
 
+    from engine.hnswlib_index import HnswlibIndex
+    from engine.native_params import innermost
+
     require_gpu()
-    inner = faiss.downcast_index(index)
-    while isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
+    inner = innermost(index)
+    if isinstance(inner, HnswlibIndex):
+        log.info("hnswlib has no GPU search: the hnswlib index stays on the CPU")
+        return None
     if isinstance(inner, faiss.IndexHNSW):
         log.info(
             "FAISS has no GPU HNSW search: the %s index stays on the CPU", type(inner).__name__

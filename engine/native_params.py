@@ -13,9 +13,14 @@ from typing import Any
 
 import faiss
 
+from engine.hnswlib_index import HnswlibIndex
+
 
 def innermost(index: Any) -> Any:
-    """The index under any pre-transforms (PCA, OPQ...), downcast to its concrete type."""
+    """The index under any pre-transforms (PCA, OPQ...), downcast to its concrete type; an
+    :class:`HnswlibIndex` as it is."""
+    if isinstance(index, HnswlibIndex):
+        return index
     inner = faiss.downcast_index(index)
     while isinstance(inner, faiss.IndexPreTransform):
         inner = faiss.downcast_index(inner.index)
@@ -29,8 +34,11 @@ def ivf_nlist(index: Any) -> int | None:
 
 
 def own_search_params(index: Any) -> dict[str, int]:
-    """``efSearch`` (HNSW) or ``nprobe`` (IVF) as set on ``index`` now; {} for other types."""
+    """``efSearch`` (HNSW, hnswlib) or ``nprobe`` (IVF) as set on ``index`` now; {} for other
+    types."""
     inner = innermost(index)
+    if isinstance(inner, HnswlibIndex):
+        return {"efSearch": inner.ef_search}
     if isinstance(inner, faiss.IndexHNSW):
         return {"efSearch": int(inner.hnsw.efSearch)}
     if isinstance(inner, faiss.IndexIVF):

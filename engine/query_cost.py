@@ -21,6 +21,7 @@ import faiss
 
 from engine import hybrid
 from engine.ann import Searcher
+from engine.hnswlib_index import HnswlibIndex
 from engine.native_params import innermost
 from engine.recommender import Recommender
 from engine.results import QueryOptions
@@ -46,6 +47,10 @@ def scan_floats(searcher: Searcher, params: Mapping[str, int] | None = None) -> 
     rows = searcher.indexed_rows
     settings = searcher.parameters(params)
     index = innermost(searcher.index)
+    if isinstance(index, HnswlibIndex):
+        # Level 0 holds 2·M links a node, as FAISS's HNSW does.
+        ef = settings.get("efSearch", index.ef_search)
+        return (appended + ef * 2 * index.links) * dim
     if isinstance(index, faiss.IndexHNSW):
         hnsw: Any = index.hnsw  # faiss's stub omits nb_neighbors
         ef = settings.get("efSearch", int(hnsw.efSearch))

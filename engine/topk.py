@@ -14,6 +14,11 @@ import faiss
 import numpy as np
 
 
+def empty_answer(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """An answer with no rows: ``float32`` ``-inf`` scores and ``int64`` ``-1`` rows, ``(m, k)``."""
+    return np.full((m, k), -np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
+
+
 class TopK:
     """Heaps filling ``scores``/``rows`` (``float32``/``int64 (m, k)``, C-contiguous) in place.
 

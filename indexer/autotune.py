@@ -25,8 +25,15 @@ import numpy as np
 from engine.ann import Searcher
 from engine.errors import InvalidArgument
 from engine.evaluation.ann import ann_quality, sweep_values
+from engine.hnswlib_index import hnswlib_available
 from indexer.faiss_build import apply_search_params, build_faiss_index
-from indexer.index_choice import FLAT_MAX_ITEMS, HNSW_MAX_ITEMS, hnsw_factory, ivf_nlist
+from indexer.index_choice import (
+    FLAT_MAX_ITEMS,
+    HNSW_MAX_ITEMS,
+    hnsw_factory,
+    hnswlib_factory,
+    ivf_nlist,
+)
 
 # A Flat scan of this many 384-d rows is ~40 MFLOP per query (a few ms on one core): above it
 # Flat is only the fallback, never worth measuring.
@@ -101,7 +108,10 @@ class AutotuneResult:
 
 
 def candidate_factories(n_items: int) -> list[str]:
-    """The index types worth measuring for ``n_items`` vectors (Flat is always the fallback)."""
+    """The index types worth measuring for ``n_items`` vectors (Flat is always the fallback).
+
+    Both graph engines are measured when hnswlib is installed: which is faster depends on the
+    CPU (bench/RESULTS.md, issue 7)."""
     if n_items <= FLAT_MAX_ITEMS:
         # An exact BLAS scan answers in well under a millisecond: nothing approximate pays.
         return ["Flat"]
@@ -109,6 +119,8 @@ def candidate_factories(n_items: int) -> list[str]:
     out = ["Flat"] if n_items <= FLAT_CANDIDATE_MAX_ITEMS else []
     if n_items <= HNSW_MAX_ITEMS:
         out.append(hnsw_factory())
+        if hnswlib_available():
+            out.append(hnswlib_factory())
         out.append(f"IVF{nlist},Flat")
     else:
         out.append(f"IVF{nlist},SQ8")

@@ -1,4 +1,5 @@
-"""Build a FAISS index from vectors and a factory string (inner product on unit vectors)."""
+"""Build an index from vectors and a factory string (inner product on unit vectors): FAISS's
+factory language, or ``hnswlibM`` for the hnswlib graph (engine/hnswlib_index.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import faiss
 import numpy as np
 
 from engine.errors import InvalidArgument
+from engine.hnswlib_index import HnswlibIndex, build_hnswlib, is_hnswlib_factory
 from engine.native_params import innermost
 from indexer.index_choice import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, ivf_nprobe
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 def default_search_params(index: Any) -> dict[str, int]:
     """Search parameters to record in the manifest for an index built from any factory string."""
     inner = innermost(index)
-    if isinstance(inner, faiss.IndexHNSW):
+    if isinstance(inner, faiss.IndexHNSW | HnswlibIndex):
         return {"efSearch": HNSW_EF_SEARCH}
     if isinstance(inner, faiss.IndexIVF):
         return {"nprobe": ivf_nprobe(int(inner.nlist))}
@@ -39,6 +41,13 @@ def build_faiss_index(
 
     With ``gpu``, IVF and Flat indexes are trained and filled on the GPU (engine/gpu.py) and
     returned as CPU indexes; HNSW, which FAISS cannot build on a GPU, is built on the CPU."""
+    if is_hnswlib_factory(factory):
+        if gpu:
+            from engine.gpu import require_gpu
+
+            require_gpu()
+            log.info("hnswlib builds on the CPU only: --gpu does not apply to %s", factory)
+        return build_hnswlib(vectors, factory, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH)
     d = vectors.shape[1]
     for links in _HNSW_LINKS.findall(factory):
         # FAISS accepts HNSW0/HNSW1 and then aborts the process inside add().
@@ -114,7 +123,9 @@ def _has_ivf(index: Any) -> bool:
 
 def _apply(index: Any, key: str, value: int) -> None:
     inner = innermost(index)
-    if key == "efSearch" and isinstance(inner, faiss.IndexHNSW):
+    if key == "efSearch" and isinstance(inner, HnswlibIndex):
+        inner.ef_search = value
+    elif key == "efSearch" and isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efSearch = value
     elif key == "nprobe" and isinstance(inner, faiss.IndexIVF):
         inner.nprobe = value

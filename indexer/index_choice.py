@@ -58,6 +58,11 @@ def hnsw_factory() -> str:
     return f"HNSW{HNSW_M},{HNSW_STORAGE}"
 
 
+def hnswlib_factory() -> str:
+    """The hnswlib graph the autotuner measures beside :func:`hnsw_factory` (same links)."""
+    return f"hnswlib{HNSW_M}"
+
+
 def choose_index(n_items: int, dimension: int) -> IndexChoice:
     """The index ``--factory auto`` builds for ``n_items`` vectors of ``dimension``."""
     if n_items <= 0 or dimension <= 0:

@@ -32,12 +32,13 @@ def twins(
     minilm: MemoEmbedder,
     real_index: Path,
 ) -> dict[str, Recommender]:
-    """Flat (the session's real index), HNSW (float32 and float16 vectors) and IVF bundles of the
-    same items and vectors."""
+    """Flat (the session's real index), HNSW (FAISS with float32 and float16 vectors; hnswlib)
+    and IVF bundles of the same items and vectors."""
     indexes = tmp_path_factory.mktemp("twins")
     out = {"Flat": Recommender.open(real_index, embedder=minilm)}
     # HNSW32,SQfp16: the graph ``--factory auto`` builds (half-precision vectors).
-    for factory in ("HNSW32", "HNSW32,SQfp16", f"IVF{ivf_nlist(REAL_SLICE)},Flat"):
+    # hnswlib32: the hnswlib graph the autotuner measures beside FAISS's.
+    for factory in ("HNSW32", "HNSW32,SQfp16", "hnswlib32", f"IVF{ivf_nlist(REAL_SLICE)},Flat"):
         config = dataclasses.replace(
             sample_build(indexes, real_catalog, factory.replace(",", "-").lower()),
             factory=factory,
@@ -61,7 +62,7 @@ def test_twins_hold_identical_vectors(twins: dict[str, Recommender]) -> None:
         assert np.array_equal(np.asarray(rec.bundle.vectors), np.asarray(flat.vectors))
 
 
-@pytest.mark.parametrize("factory", ["HNSW32", "HNSW32,SQfp16", "IVF"])
+@pytest.mark.parametrize("factory", ["HNSW32", "HNSW32,SQfp16", "hnswlib32", "IVF"])
 def test_recall_at_10_of_user_queries(twins: dict[str, Recommender], factory: str) -> None:
     approx = next(r for name, r in twins.items() if name.startswith(factory))
     exact = twins["Flat"]
@@ -78,7 +79,7 @@ def test_recall_at_10_of_user_queries(twins: dict[str, Recommender], factory: st
     assert measured >= TARGET_RECALL, f"{factory} recall@10 {measured:.3f}"
 
 
-@pytest.mark.parametrize("factory", ["HNSW32", "HNSW32,SQfp16", "IVF"])
+@pytest.mark.parametrize("factory", ["HNSW32", "HNSW32,SQfp16", "hnswlib32", "IVF"])
 def test_recall_at_10_of_item_queries(twins: dict[str, Recommender], factory: str) -> None:
     approx = next(r for name, r in twins.items() if name.startswith(factory))
     bundle: Bundle = approx.bundle

@@ -28,7 +28,9 @@ def vectors() -> np.ndarray:
 def tuned(vectors: np.ndarray) -> object:
     return autotune(
         vectors,
-        AutotuneConfig(target_recall=0.95, candidates=("Flat", "HNSW16", "IVF64,Flat")),
+        AutotuneConfig(
+            target_recall=0.95, candidates=("Flat", "HNSW16", "hnswlib16", "IVF64,Flat")
+        ),
     )
 
 
@@ -42,7 +44,16 @@ def test_chosen_setting_reaches_the_target_on_other_queries(
     # Queries of another seed, through a Searcher built as a loaded bundle's would be.
     check = ann_quality(Searcher(tuned.index, vectors, tuned.params), k=10, seed=7)
     assert check.recall >= 0.9, check
-    assert {t.factory for t in tuned.trials} == {"Flat", "HNSW16", "IVF64,Flat"}
+    assert {t.factory for t in tuned.trials} == {"Flat", "HNSW16", "hnswlib16", "IVF64,Flat"}
+
+
+def test_an_hnswlib_winner_carries_its_tuned_breadth(vectors: np.ndarray) -> None:
+    from engine.hnswlib_index import HnswlibIndex
+
+    result = autotune(vectors, AutotuneConfig(target_recall=0.95, candidates=("hnswlib16",)))
+    assert result.factory == "hnswlib16" and isinstance(result.index, HnswlibIndex)
+    assert result.recall >= 0.95
+    assert result.index.ef_search == result.params["efSearch"]
 
 
 def test_chosen_setting_is_the_fastest_that_reaches_the_target(tuned: object) -> None:
@@ -80,6 +91,7 @@ def test_candidates_by_size() -> None:
     assert candidate_factories(FLAT_MAX_ITEMS) == ["Flat"]
     mid = candidate_factories(50_000)
     assert mid[0] == "Flat" and "HNSW32,SQfp16" in mid and any(f.startswith("IVF") for f in mid)
+    assert "hnswlib32" in mid  # hnswlib is installed with the dev extra
     assert "Flat" not in candidate_factories(500_000)
     big = candidate_factories(HNSW_MAX_ITEMS + 1)
     assert len(big) == 1 and big[0].endswith(",SQ8")

@@ -24,8 +24,9 @@ from indexer.sample import SAMPLE_DIR
 from tests.conftest import movies_slice, sample_build
 
 N_ITEMS = 600
-# "HNSW16,SQfp16": the graph `--factory auto` builds (half-precision vectors).
-FACTORIES = ("Flat", "IVF16,Flat", "HNSW16", "HNSW16,SQfp16")
+# "HNSW16,SQfp16": the graph `--factory auto` builds (half-precision vectors); "hnswlib16": the
+# hnswlib graph (read whole, never mapped).
+FACTORIES = ("Flat", "IVF16,Flat", "HNSW16", "HNSW16,SQfp16", "hnswlib16")
 NEW_TEXT = "Quantum Lighthouse Keepers (2031). Genres: Sci-Fi, Mystery."
 
 

@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from engine.ann import EXACT_SCAN_MAX_ROWS, Searcher, is_exact
+from engine.native_params import innermost
 from engine.strategies import (
     Candidates,
     InterestPlan,
@@ -110,7 +111,7 @@ def batch_search(
     With nothing masked and every row in a Flat inner-product index this is one FAISS call;
     otherwise the Searcher's exact scan in blocks of :data:`SCAN_BLOCK` queries.
     """
-    index = faiss.downcast_index(searcher.index)
+    index = innermost(searcher.index)
     direct = (
         shared is None
         and isinstance(index, faiss.IndexFlat)

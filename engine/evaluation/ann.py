@@ -14,6 +14,8 @@ import numpy as np
 
 from engine.ann import Searcher, is_exact
 from engine.embedder import normalize_rows
+from engine.hnswlib_index import HnswlibIndex
+from engine.native_params import innermost
 
 TIE_TOLERANCE = 1e-5
 
@@ -67,10 +69,8 @@ def sweep_values(searcher: Searcher) -> list[dict[str, int]]:
 
     if is_exact(searcher.index):
         return [{}]
-    inner = faiss.downcast_index(searcher.index)
-    while isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
-    if isinstance(inner, faiss.IndexHNSW):
+    inner = innermost(searcher.index)
+    if isinstance(inner, faiss.IndexHNSW | HnswlibIndex):
         return [{"efSearch": v} for v in (16, 32, 64, 128, 256)]
     if isinstance(inner, faiss.IndexIVF):
         nlist = int(inner.nlist)
