@@ -41,7 +41,7 @@ def describe_manifest(manifest: Manifest, path: Path) -> str:
         f"items      {manifest.item_count}",
         f"model      {manifest.model.spec}  ({manifest.model.dimension}-d, "
         f"max {manifest.model.max_seq_length} tokens)",
-        f"faiss      {manifest.index.factory}  ({manifest.index.chosen_by}), "
+        f"index      {manifest.index.factory}  ({manifest.index.chosen_by}), "
         f"search params {manifest.index.search_params or '-'}",
         f"text       {manifest.text_template}",
         f"metadata   {', '.join(manifest.metadata_columns) or '-'}"

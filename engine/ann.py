@@ -1,7 +1,7 @@
 """Nearest-neighbour search over a bundle: the FAISS index, and its exact twin.
 
 :meth:`Searcher.search` answers with the bundle's index, restricted to allowed rows by a FAISS ID
-selector inside the search. It never returns fewer hits than ``min(k, allowed rows)``:
+selector inside the search (the hnswlib graph, engine/hnswlib_index.py, filters after its own). It never returns fewer hits than ``min(k, allowed rows)``:
 
 * a small allowed set (at most :data:`EXACT_SCAN_MAX_ROWS`) is scanned exactly, which is both
   faster than graph or list traversal and exact (Qdrant's cardinality rule does the same);

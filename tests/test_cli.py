@@ -185,7 +185,7 @@ def test_build_prints_summary_and_writes_one_version(built: Built) -> None:
     assert f"index      {NAME}" in out
     assert f"items      {N_ITEMS}" in out
     assert MODEL in out
-    assert "faiss      Flat  (auto)" in out
+    assert "index      Flat  (auto)" in out
     assert "metadata   title, genres, year + popularity" in out
     assert "built in" in out
     current = (built.root / "CURRENT").read_text(encoding="utf-8").strip()
