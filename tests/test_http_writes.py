@@ -45,7 +45,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat", "HNSW16"])
+@pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat", "HNSW16", "hnswlib16"])
 def test_put_and_delete_hold_at_once_and_after_a_restart(tmp_path: Path, factory: str) -> None:
     root = make_index(tmp_path, factory)
     with serve(root) as server, httpx.Client(base_url=server.url, timeout=60) as client:
