@@ -16,7 +16,8 @@ it like any index. Differences, by design:
   breadth``, and concurrent requests with different breadths do not see each other's.
 * Filters are applied after the search: hnswlib calls a Python function for every visited node
   otherwise. The search fetches enough neighbours for ``k`` allowed ones at the allowed
-  fraction (×:data:`FILTER_OVERFETCH`); a query left short is answered exactly by the Searcher.
+  fraction (×:data:`FILTER_OVERFETCH`); a query left short is answered exactly by the Searcher,
+  and so is a filter that would need more than :data:`FILTER_MAX_FETCH` neighbours.
 * Not memory-mapped: hnswlib reads its file whole (each server worker holds its own copy).
   Its memory is backed by huge pages where the system allows (engine/hugepages.py).
 
@@ -42,6 +43,9 @@ FACTORY = re.compile(r"hnswlib(\d*)", re.IGNORECASE)
 DEFAULT_LINKS = 32
 # Allowed neighbours fetched per wanted one, over the allowed fraction's expectation.
 FILTER_OVERFETCH = 2.0
+# Past this many neighbours a graph search costs more than the Searcher's exact scan of the
+# allowed rows (it scans exactly when the graph answers nothing); efSearch's own upper bound.
+FILTER_MAX_FETCH = 4096
 SEED = 1
 # Breadth for a bundle whose manifest names none (the build always records one).
 DEFAULT_EF_SEARCH = 64
@@ -154,7 +158,7 @@ class HnswlibIndex:
             eligible = int(np.count_nonzero(allowed))
             fetch = math.ceil(k * FILTER_OVERFETCH * n / max(eligible, 1)) if eligible else 0
         ask = min(max(ef or self.ef_search, k, fetch), n)
-        if m == 0 or ask == 0 or fetch == 0:
+        if m == 0 or ask == 0 or fetch == 0 or fetch > max(FILTER_MAX_FETCH, k):
             return empty_answer(m, k)
         try:
             labels, distances = self.graph.knn_query(
