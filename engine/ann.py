@@ -1,7 +1,8 @@
 """Nearest-neighbour search over a bundle: the FAISS index, and its exact twin.
 
 :meth:`Searcher.search` answers with the bundle's index, restricted to allowed rows by a FAISS ID
-selector inside the search (the hnswlib graph, engine/hnswlib_index.py, filters after its own). It never returns fewer hits than ``min(k, allowed rows)``:
+selector inside the search (the hnswlib graph, engine/hnswlib_index.py, filters after its own).
+It never returns fewer hits than ``min(k, allowed rows)``:
 
 * a small allowed set (at most :data:`EXACT_SCAN_MAX_ROWS`) is scanned exactly, which is both
   faster than graph or list traversal and exact (Qdrant's cardinality rule does the same);
@@ -234,11 +235,10 @@ class Searcher:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The index's top-``k`` among the indexed rows that ``allowed`` admits."""
         indexed = None if allowed is None else allowed[: self.indexed_rows]
-        if isinstance(self.index, HnswlibIndex):
-            ef = self.parameters(params).get("efSearch")
-            return self.index.search(queries, k, ef=ef, allowed=indexed)
-        selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
         overrides = self.parameters(params)
+        if isinstance(self.index, HnswlibIndex):
+            return self.index.search(queries, k, ef=overrides.get("efSearch"), allowed=indexed)
+        selector, bits = (None, None) if indexed is None else selector_from_mask(indexed)
         search_params: Any = None
         keep: list[Any] = []
         if selector is not None or not self._carries(overrides, k):

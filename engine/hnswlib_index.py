@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from engine.errors import InvalidArgument
@@ -85,9 +86,14 @@ def _module() -> Any:
 
 def _threads() -> int:
     """Threads for a batch of queries: FAISS's OpenMP setting, so one knob governs both."""
-    import faiss
-
     return max(int(faiss.omp_get_max_threads()), 1)
+
+
+def _new_graph(d: int, links: int, ef_construction: int) -> Any:
+    graph = _module().Index(space="ip", dim=d)
+    graph.init_index(max_elements=1, M=links, ef_construction=ef_construction, random_seed=SEED)
+    graph.set_ef(1)  # see the module docstring: every search asks for its own breadth
+    return graph
 
 
 class HnswlibIndex:
@@ -97,19 +103,17 @@ class HnswlibIndex:
         self.graph = graph
         self.d = d
         self.ef_search = ef_search  # the default breadth; see the module docstring
-        graph.set_ef(1)
 
     @classmethod
     def empty(cls, d: int, links: int, ef_construction: int, ef_search: int) -> HnswlibIndex:
-        graph = _module().Index(space="ip", dim=d)
-        graph.init_index(max_elements=1, M=links, ef_construction=ef_construction, random_seed=SEED)
-        return cls(graph, d, ef_search)
+        return cls(_new_graph(d, links, ef_construction), d, ef_search)
 
     @classmethod
     def read(cls, path: str | Path, d: int, ef_search: int) -> HnswlibIndex:
         graph = _module().Index(space="ip", dim=d)
         with huge_pages_for_new_mappings():
             graph.load_index(str(path))
+        graph.set_ef(1)
         return cls(graph, d, ef_search)
 
     def write(self, path: str | Path) -> None:
@@ -137,10 +141,7 @@ class HnswlibIndex:
 
     def reset(self) -> None:
         """Drop every row (the settings stay)."""
-        fresh = HnswlibIndex.empty(
-            self.d, self.links, int(self.graph.ef_construction), self.ef_search
-        )
-        self.graph = fresh.graph
+        self.graph = _new_graph(self.d, self.links, int(self.graph.ef_construction))
 
     def search(
         self,
